@@ -1,0 +1,44 @@
+# Every target sets itself up: `make test` and `make demo` work on a fresh machine.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+ENV := source infra/env.sh &&
+UV = $(shell scripts/ensure-uv.sh)
+PYTEST_ARGS ?=
+
+.PHONY: help install infra-install infra-up infra-down infra-status topics test test-unit lint bench-consumer
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+install: infra-install ## install everything: Debian packages, Kafka jars, Jaeger, Python deps
+	$(UV) sync --all-packages --locked
+
+infra-install:
+	bash infra/install.sh
+
+infra-up: infra-install ## start Kafka, Redis, PostgreSQL and Jaeger on loopback
+	bash infra/infra.sh up
+
+infra-down: ## stop the local infrastructure (data kept; `bash infra/infra.sh purge` drops it)
+	bash infra/infra.sh down
+
+infra-status: ## show each component's health, address, pid and log
+	bash infra/infra.sh status
+
+topics: ## create every topic and dead-letter topic of the registry
+	$(ENV) $(UV) run ticketing-topics
+
+test: install infra-up ## run the whole test suite against the real infrastructure
+	$(ENV) $(UV) run pytest $(PYTEST_ARGS)
+
+test-unit: ## tests that need no infrastructure
+	$(UV) run pytest -m "not kafka and not redis and not postgres and not jaeger" $(PYTEST_ARGS)
+
+lint: ## ruff and mypy (strict on libs/events)
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+	$(UV) run mypy libs/events/src
+
+bench-consumer: install infra-up ## consumer runtime throughput against a bare loop and FastStream
+	$(ENV) $(UV) run python bench/consumer_bench.py

@@ -1,0 +1,534 @@
+"""At-least-once consumer runtime: poll in batches, decode, dispatch, retry, dead-letter, commit.
+
+Offsets are committed only for messages that were handled or dead-lettered: per batch
+(asynchronously), on partition revocation and at shutdown (synchronously). Handlers must
+therefore be idempotent; ``ticketing_events.idempotency`` helps with that.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
+
+import structlog
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from pydantic import ValidationError
+
+from ticketing_events import tracing
+from ticketing_events.health import HealthServer
+from ticketing_events.producer import producer_config
+from ticketing_events.schemas import SUPPORTED_MAJOR, Envelope, major_of
+from ticketing_events.settings import ConsumerSettings, KafkaSettings
+from ticketing_events.topics import TOPIC_EVENTS, dlq_topic
+
+log = structlog.get_logger("ticketing_events.consumer")
+
+E = TypeVar("E", bound=Envelope)
+
+
+class PermanentError(Exception):
+    """The handler can never process this event: dead-letter it at once, without retries."""
+
+
+class DeadLetterReason(StrEnum):
+    UNDECODABLE = "undecodable"
+    INVALID = "invalid"
+    UNSUPPORTED_VERSION = "unsupported_version"
+    UNKNOWN_TOPIC = "unknown_topic"
+    REJECTED = "rejected"
+    RETRIES_EXHAUSTED = "retries_exhausted"
+
+
+@dataclass(slots=True)
+class Delivery(Generic[E]):
+    """A decoded event with where it came from; ``context`` holds its consumer span."""
+
+    event: E
+    topic: str
+    partition: int
+    offset: int
+    headers: Mapping[str, bytes]
+    context: Context
+
+
+BatchHandler = Callable[[Sequence[Delivery[Any]]], None]
+
+
+def each(handle: Callable[[Delivery[E]], None]) -> Callable[[Sequence[Delivery[E]]], None]:
+    """Adapt a one-event handler; each call runs with that event's consumer span current."""
+
+    def handle_batch(batch: Sequence[Delivery[E]]) -> None:
+        for delivery in batch:
+            token = otel_context.attach(delivery.context)
+            try:
+                handle(delivery)
+            finally:
+                otel_context.detach(token)
+
+    return handle_batch
+
+
+@dataclass
+class ConsumerStats:
+    handled: int = 0
+    dead_lettered: int = 0
+    retries: int = 0
+    batches: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Item:
+    """One polled message on its way through a batch."""
+
+    message: Message
+    topic: str
+    partition: int
+    offset: int
+    headers: dict[str, bytes]
+    span: Span | None
+    delivery: Delivery[Any] | None = None
+    dead_letter: tuple[DeadLetterReason, str] | None = None
+    attempts: int = 0
+
+
+def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
+    """Exponential backoff with jitter: about ``initial`` at attempt 1, doubling to ``maximum``."""
+    cap = min(maximum, initial * 2.0 ** (attempt - 1))
+    return cap * random.uniform(0.5, 1.0)
+
+
+class ConsumerRuntime:
+    """Runs one consumer group over its topics with typed batch handlers.
+
+    ``handlers`` maps an event class to a function taking a batch of its deliveries.
+    ``outage_errors`` are exception types that mean a dependency is down (not that the event is
+    bad): those are retried, with consumption paused, for up to ``outage_retry_limit_s``.
+    Any other exception is retried ``max_attempts`` times, then the event is dead-lettered.
+    """
+
+    def __init__(
+        self,
+        group: str,
+        handlers: Mapping[type[Envelope], BatchHandler],
+        *,
+        kafka: KafkaSettings | None = None,
+        settings: ConsumerSettings | None = None,
+        outage_errors: tuple[type[BaseException], ...] = (),
+        tracing_enabled: bool = True,
+        consumer_config: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.group = group
+        self.kafka = kafka or KafkaSettings()
+        self.settings = settings or ConsumerSettings()
+        self.stats = ConsumerStats()
+        self._handlers = {cls.TYPE: h for cls, h in handlers.items()}
+        self.topics = [t for t, cls in TOPIC_EVENTS.items() if cls.TYPE in self._handlers]
+        self._outage_errors = outage_errors
+        self._tracer = trace.get_tracer("ticketing_events.consumer") if tracing_enabled else None
+        self._stop = threading.Event()
+        self._handled: dict[tuple[str, int], int] = {}  # next offset to commit per partition
+        self._assigned: set[tuple[str, int]] = set()
+        self._joined = False
+        self._brokers_down = False
+        self.last_loop_at = time.monotonic()
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": self.kafka.bootstrap_servers,
+                "client.id": f"{self.kafka.client_id}-{group}",
+                "group.id": group,
+                "enable.auto.commit": False,
+                "auto.offset.reset": self.settings.auto_offset_reset,
+                "partition.assignment.strategy": "cooperative-sticky",
+                "session.timeout.ms": self.settings.session_timeout_ms,
+                "max.poll.interval.ms": self.settings.max_poll_interval_ms,
+                "error_cb": self._on_error,
+                "logger": logging.getLogger("librdkafka"),
+                **(consumer_config or {}),
+            }
+        )
+        self._dlq = Producer(producer_config(self.kafka.bootstrap_servers, f"{group}-dlq"))
+        self._health: HealthServer | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def run(self, *, install_signal_handlers: bool = False, serve_health: bool = True) -> None:
+        """Consume until ``stop()`` (or SIGTERM/SIGINT when ``install_signal_handlers``)."""
+        if install_signal_handlers:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: self.stop())
+        if serve_health:
+            self._health = HealthServer(
+                self.settings.health_host, self.settings.health_port, self.is_live, self.is_ready
+            )
+            self._health.start()
+        self._consumer.subscribe(
+            self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
+        log.info("consumer started", group=self.group, topics=self.topics)
+        try:
+            while not self._stop.is_set():
+                self.poll_once()
+        finally:
+            self._shutdown()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def is_live(self) -> bool:
+        return time.monotonic() - self.last_loop_at < self.settings.liveness_stale_s
+
+    def is_ready(self) -> bool:
+        return self._joined and not self._brokers_down
+
+    @property
+    def assignment(self) -> frozenset[tuple[str, int]]:
+        return frozenset(self._assigned)
+
+    @property
+    def health_port(self) -> int | None:
+        return self._health.port if self._health else None
+
+    def _shutdown(self) -> None:
+        try:
+            self._commit(asynchronous=False)
+        finally:
+            self._consumer.close()  # leaves the group so partitions move at once
+            self._dlq.flush(10)
+            if self._health:
+                self._health.stop()
+            log.info("consumer stopped", group=self.group, **vars(self.stats))
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def poll_once(self) -> int:
+        """Poll one batch and see it through; returns how many messages it held."""
+        self.last_loop_at = time.monotonic()
+        messages = self._consumer.consume(self.settings.batch_size, self.settings.poll_timeout_s)
+        items = [self._decode(m) for m in messages if self._usable(m)]
+        if not items:
+            return 0
+        self._brokers_down = False
+        self.stats.batches += 1
+        try:
+            self._dispatch(items)
+            self._dead_letter_until_acked([i for i in items if i.dead_letter is not None])
+            self._mark_handled(items)
+        except _Abandoned:
+            log.info("batch left uncommitted", group=self.group, size=len(items))
+        finally:
+            for item in items:
+                self._end_span(item)
+        self._commit(asynchronous=True)
+        return len(items)
+
+    def _usable(self, message: Message) -> bool:
+        err = message.error()
+        if err is None:
+            return True
+        if err.fatal():
+            raise KafkaException(err)
+        log.warning("consume error", error=str(err))
+        return False
+
+    def _decode(self, message: Message) -> _Item:
+        topic, partition, offset = str(message.topic()), message.partition(), message.offset()
+        assert partition is not None and offset is not None  # set on every non-error message
+        headers = _header_map(message)
+        span = None
+        parent = tracing.extract(headers)
+        if self._tracer is not None:
+            span = self._tracer.start_span(
+                f"{topic} process",
+                context=parent,
+                kind=SpanKind.CONSUMER,
+                attributes={
+                    tracing.MESSAGING_SYSTEM: "kafka",
+                    tracing.MESSAGING_OPERATION_TYPE: "process",
+                    tracing.MESSAGING_DESTINATION: topic,
+                    tracing.MESSAGING_GROUP: self.group,
+                    tracing.MESSAGING_PARTITION: str(partition),
+                    tracing.MESSAGING_KAFKA_OFFSET: offset,
+                },
+            )
+        item = _Item(message, topic, partition, offset, headers, span)
+        model = TOPIC_EVENTS.get(topic)
+        if model is None or model.TYPE not in self._handlers:
+            item.dead_letter = (DeadLetterReason.UNKNOWN_TOPIC, f"no handler for topic {topic}")
+            return item
+        version = headers.get("schema_version")
+        if version is not None and major_of(version.decode(errors="replace")) != SUPPORTED_MAJOR:
+            item.dead_letter = (DeadLetterReason.UNSUPPORTED_VERSION, f"schema_version {version!r}")
+            return item
+        try:
+            event = model.model_validate_json(message.value() or b"")
+        except ValidationError as exc:
+            undecodable = any(e["type"] == "json_invalid" for e in exc.errors())
+            reason = DeadLetterReason.UNDECODABLE if undecodable else DeadLetterReason.INVALID
+            item.dead_letter = (reason, _short(exc))
+            return item
+        if major_of(event.schema_version) != SUPPORTED_MAJOR:
+            item.dead_letter = (
+                DeadLetterReason.UNSUPPORTED_VERSION,
+                f"schema_version {event.schema_version!r}",
+            )
+            return item
+        if span is not None:
+            span.set_attribute(tracing.MESSAGING_MESSAGE_ID, event.event_id)
+            parent = trace.set_span_in_context(span, parent)
+        item.delivery = Delivery(event, topic, partition, offset, headers, parent)
+        return item
+
+    # -- handling, retries and dead letters ----------------------------------------------
+
+    def _dispatch(self, items: list[_Item]) -> None:
+        by_type: dict[str, list[_Item]] = {}
+        for item in items:
+            if item.delivery is not None:
+                by_type.setdefault(item.delivery.event.event_type, []).append(item)
+        for event_type, group in by_type.items():
+            self._handle(self._handlers[event_type], group)
+
+    def _handle(self, handler: BatchHandler, group: list[_Item]) -> None:
+        """Run the batch; on a handler error fall back to one event at a time to isolate it."""
+        error = self._attempt(handler, group)
+        if error is None:
+            return
+        if len(group) == 1:
+            self._retry_single(handler, group[0], error)
+            return
+        for item in group:
+            self._handle(handler, [item])
+
+    def _attempt(self, handler: BatchHandler, group: list[_Item]) -> Exception | None:
+        """Call the handler, riding out dependency outages; return the error it ended with."""
+        outage_started: float | None = None
+        outage_attempt = 0
+        while True:
+            if len(group) == 1:  # a failed batch is not any one event's attempt
+                group[0].attempts += 1
+            try:
+                handler([item.delivery for item in group])  # type: ignore[misc]
+                self.stats.handled += len(group)
+                return None
+            except self._outage_errors as exc:
+                now = time.monotonic()
+                outage_started = outage_started or now
+                if now - outage_started > self.settings.outage_retry_limit_s:
+                    return exc if isinstance(exc, Exception) else RuntimeError(str(exc))
+                outage_attempt += 1
+                self.stats.retries += 1
+                log.warning("dependency unavailable, pausing", error=_short(exc), group=self.group)
+                delay = backoff_delay(
+                    outage_attempt, self.settings.backoff_initial_s, self.settings.backoff_max_s
+                )
+                if not self._wait(delay) or not self._still_assigned(group):
+                    raise _Abandoned() from exc
+            except Exception as exc:
+                return exc
+
+    def _retry_single(self, handler: BatchHandler, item: _Item, error: Exception) -> None:
+        while not isinstance(error, PermanentError) and item.attempts < self.settings.max_attempts:
+            self.stats.retries += 1
+            delay = backoff_delay(
+                item.attempts, self.settings.backoff_initial_s, self.settings.backoff_max_s
+            )
+            if not self._wait(delay) or not self._still_assigned([item]):
+                raise _Abandoned() from error
+            next_error = self._attempt(handler, [item])
+            if next_error is None:
+                return
+            error = next_error
+        reason = (
+            DeadLetterReason.REJECTED
+            if isinstance(error, PermanentError)
+            else DeadLetterReason.RETRIES_EXHAUSTED
+        )
+        item.dead_letter = (reason, _short(error))
+        if item.span is not None:
+            item.span.record_exception(error)
+
+    def _dead_letter_until_acked(self, items: list[_Item]) -> None:
+        """Dead-letter ``items``; a failed publish is an outage: wait and try again."""
+        attempt = 0
+        while items:
+            try:
+                self._dead_letter(items)
+            except KafkaException as exc:
+                attempt += 1
+                log.error("dead-letter publish failed, retrying", error=str(exc), group=self.group)
+                delay = backoff_delay(
+                    attempt, self.settings.backoff_initial_s, self.settings.backoff_max_s
+                )
+                if not self._wait(delay):
+                    raise _Abandoned() from exc
+                continue
+            for item in items:
+                assert item.dead_letter is not None
+                reason, detail = item.dead_letter
+                self.stats.dead_lettered += 1
+                self.stats.by_reason[reason.value] = self.stats.by_reason.get(reason.value, 0) + 1
+                log.warning(
+                    "dead-lettered",
+                    reason=reason.value,
+                    error=detail,
+                    topic=item.topic,
+                    partition=item.partition,
+                    offset=item.offset,
+                )
+            return
+
+    def _dead_letter(self, items: list[_Item]) -> None:
+        """Publish to the dead-letter topics and wait for Kafka's acknowledgement."""
+        failures: list[str] = []
+
+        def on_delivery(err: KafkaError | None, _: Message) -> None:
+            if err is not None:
+                failures.append(str(err))
+
+        for item in items:
+            assert item.dead_letter is not None
+            reason, detail = item.dead_letter
+            headers: tracing.Headers = [
+                (k, v) for k, v in item.headers.items() if not k.startswith("dlq.")
+            ]
+            headers += [
+                ("dlq.reason", reason.value.encode()),
+                ("dlq.error", detail.encode()),
+                ("dlq.attempts", str(item.attempts).encode()),
+                ("dlq.group", self.group.encode()),
+                ("dlq.original.topic", item.topic.encode()),
+                ("dlq.original.partition", str(item.partition).encode()),
+                ("dlq.original.offset", str(item.offset).encode()),
+                ("dlq.failed_at", datetime.now(UTC).isoformat().encode()),
+            ]
+            self._dlq.produce(
+                dlq_topic(item.topic, self.group),
+                value=item.message.value(),
+                key=item.message.key(),
+                headers=headers,
+                on_delivery=on_delivery,
+            )
+        remaining = self._dlq.flush(30)
+        if failures or remaining:
+            raise KafkaException(f"dead-letter publish failed: {failures or remaining}")
+
+    # -- offsets and rebalancing ----------------------------------------------------------
+
+    def _mark_handled(self, items: Iterable[_Item]) -> None:
+        for item in items:
+            tp = (item.topic, item.partition)
+            if tp in self._assigned:
+                self._handled[tp] = item.offset + 1
+
+    def _commit(self, *, asynchronous: bool, only: set[tuple[str, int]] | None = None) -> None:
+        offsets = [
+            TopicPartition(t, p, o)
+            for (t, p), o in self._handled.items()
+            if (t, p) in self._assigned and (only is None or (t, p) in only)
+        ]
+        if not offsets:
+            return
+        try:
+            if asynchronous:
+                self._consumer.commit(offsets=offsets, asynchronous=True)
+            else:
+                self._consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            log.warning("commit failed", error=str(exc), group=self.group)
+            return
+        for tp in offsets:
+            if self._handled.get((tp.topic, tp.partition)) == tp.offset:
+                del self._handled[(tp.topic, tp.partition)]
+
+    def _on_assign(self, _: Consumer, partitions: list[TopicPartition]) -> None:
+        self._joined = True
+        self._brokers_down = False
+        self._assigned |= {(tp.topic, tp.partition) for tp in partitions}
+        log.info("partitions assigned", group=self.group, partitions=_names(partitions))
+
+    def _on_revoke(self, _: Consumer, partitions: list[TopicPartition]) -> None:
+        revoked = {(tp.topic, tp.partition) for tp in partitions}
+        self._commit(asynchronous=False, only=revoked)
+        self._drop(revoked)
+        log.info("partitions revoked", group=self.group, partitions=_names(partitions))
+
+    def _on_lost(self, _: Consumer, partitions: list[TopicPartition]) -> None:
+        self._drop({(tp.topic, tp.partition) for tp in partitions})
+        log.warning("partitions lost", group=self.group, partitions=_names(partitions))
+
+    def _drop(self, partitions: set[tuple[str, int]]) -> None:
+        self._assigned -= partitions
+        for tp in partitions:
+            self._handled.pop(tp, None)
+
+    def _still_assigned(self, items: Iterable[_Item]) -> bool:
+        return any((i.topic, i.partition) in self._assigned for i in items)
+
+    def _wait(self, seconds: float) -> bool:
+        """Sleep with consumption paused, still serving rebalances; False when stopping."""
+        deadline = time.monotonic() + seconds
+        self._consumer.pause(self._consumer.assignment())
+        try:
+            while not self._stop.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return True
+                self.last_loop_at = time.monotonic()
+                message = self._consumer.poll(min(remaining, 0.2))
+                if message is not None and message.error() is None:
+                    # From a partition assigned during the wait: rewind it for later.
+                    tp = TopicPartition(
+                        str(message.topic()), message.partition() or 0, message.offset() or 0
+                    )
+                    self._consumer.seek(tp)
+                    self._consumer.pause([tp])
+            return False
+        finally:
+            self._consumer.resume(self._consumer.assignment())
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.code() == KafkaError._TRANSPORT:
+            return  # librdkafka retries connections itself and logs them
+        if err.code() == KafkaError._ALL_BROKERS_DOWN:
+            self._brokers_down = True
+        log.warning("kafka client error", error=str(err), group=self.group)
+
+    def _end_span(self, item: _Item) -> None:
+        if item.span is None:
+            return
+        if item.dead_letter is not None:
+            reason, detail = item.dead_letter
+            item.span.set_attribute("messaging.dead_letter.reason", reason.value)
+            item.span.set_status(Status(StatusCode.ERROR, detail))
+        item.span.end()
+
+
+class _Abandoned(Exception):
+    """The batch's partitions moved away, or we are stopping: leave it uncommitted."""
+
+
+def _header_map(message: Message) -> dict[str, bytes]:
+    raw = message.headers()
+    pairs = raw.items() if isinstance(raw, dict) else raw or ()
+    return {k: v for k, v in pairs if isinstance(v, bytes)}
+
+
+def _short(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+def _names(partitions: list[TopicPartition]) -> list[str]:
+    return [f"{tp.topic}[{tp.partition}]" for tp in partitions]

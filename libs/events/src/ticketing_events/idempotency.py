@@ -1,0 +1,96 @@
+"""Apply an effect once per (consumer group, event id), atomically with the effect.
+
+- Redis: ``RedisOnce`` wraps a Lua effect in a script that first sets the dedupe key with NX;
+  the check and the effect run as one script, so Redis never sees one without the other.
+- SQL: ``claim`` inserts a processed-event row in the caller's transaction; the effect commits
+  or rolls back with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from redis import Redis
+    from sqlalchemy import Connection, MetaData, Table
+    from sqlalchemy.orm import Session
+
+DEFAULT_TTL_S = 7 * 24 * 3600  # longer than the topics' retention: a redelivery finds its key
+
+
+class RedisOnce:
+    """A Lua effect applied at most once per event id.
+
+    In ``effect_lua`` the caller's keys start at ``KEYS[2]`` and its arguments at ``ARGV[3]``
+    (``KEYS[1]``, ``ARGV[1..2]`` are the dedupe key, its value and TTL). The script returns 1
+    when the effect ran, 0 for a duplicate.
+    """
+
+    def __init__(
+        self, client: Redis, group: str, effect_lua: str, *, ttl_s: int = DEFAULT_TTL_S
+    ) -> None:
+        self._client = client
+        self._prefix = f"processed:{group}:"
+        self._ttl = ttl_s
+        self._script = client.register_script(
+            "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then\n"
+            f"{effect_lua}\n"
+            "return 1\nend\nreturn 0\n"
+        )
+
+    def dedupe_key(self, event_id: str) -> str:
+        return self._prefix + event_id
+
+    def apply(self, event_id: str, keys: Sequence[str] = (), args: Sequence[Any] = ()) -> bool:
+        return bool(self._script([self.dedupe_key(event_id), *keys], [1, self._ttl, *args]))
+
+    def apply_many(self, calls: Iterable[tuple[str, Sequence[str], Sequence[Any]]]) -> list[bool]:
+        """One pipelined round trip for a batch of ``(event_id, keys, args)``."""
+        calls = list(calls)
+        if not calls:
+            return []
+        self._client.script_load(self._script.script)  # a pipeline cannot load it on NOSCRIPT
+        pipe = self._client.pipeline(transaction=False)
+        for event_id, keys, args in calls:
+            pipe.evalsha(
+                self._script.sha,
+                len(keys) + 1,
+                self.dedupe_key(event_id),
+                *keys,
+                1,
+                self._ttl,
+                *args,
+            )
+        return [bool(r) for r in pipe.execute()]
+
+
+def processed_events_table(metadata: MetaData, name: str = "processed_events") -> Table:
+    """The processed-event table a service adds to its own schema (and migrations)."""
+    from sqlalchemy import Column, DateTime, String, Table
+
+    return Table(
+        name,
+        metadata,
+        Column("consumer_group", String(100), primary_key=True),
+        Column("event_id", String(64), primary_key=True),
+        Column("processed_at", DateTime(timezone=True), nullable=False),
+    )
+
+
+def claim(db: Session | Connection, table: Table, group: str, event_id: str) -> bool:
+    """Insert the processed-event row in the caller's transaction; False when it was there."""
+    values = {"consumer_group": group, "event_id": event_id, "processed_at": datetime.now(UTC)}
+    dialect = db.get_bind().dialect.name if hasattr(db, "get_bind") else db.dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt: Any = pg_insert(table).values(values).on_conflict_do_nothing()
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(table).values(values).on_conflict_do_nothing()
+    else:
+        raise NotImplementedError(f"claim() does not support {dialect}")
+    return db.execute(stmt.returning(table.c.event_id)).first() is not None

@@ -1,0 +1,36 @@
+"""Configuration from the environment (pydantic-settings); services extend these."""
+
+from __future__ import annotations
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class KafkaSettings(BaseSettings):
+    """``KAFKA_*``: where the brokers are."""
+
+    model_config = SettingsConfigDict(env_prefix="KAFKA_", extra="ignore")
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    client_id: str = "ticketing"
+
+
+class ConsumerSettings(BaseSettings):
+    """``CONSUMER_*``: how the consumer runtime polls, retries and reports health."""
+
+    model_config = SettingsConfigDict(env_prefix="CONSUMER_", extra="ignore")
+
+    batch_size: int = 500
+    poll_timeout_s: float = 0.5
+    # Handler errors: bounded retries, then the dead-letter topic.
+    max_attempts: int = 5
+    backoff_initial_s: float = 0.1
+    backoff_max_s: float = 5.0
+    # Dependency outages (the handler's declared transient errors) retry until this long.
+    outage_retry_limit_s: float = 600.0
+    health_host: str = "0.0.0.0"
+    health_port: int = 8080
+    # Liveness fails when the poll loop has not turned for this long.
+    liveness_stale_s: float = 60.0
+    auto_offset_reset: str = "earliest"
+    session_timeout_ms: int = 45000
+    max_poll_interval_ms: int = 300000

@@ -1,0 +1,55 @@
+"""Effects applied once per event, against the real Redis and PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import redis
+import sqlalchemy as sa
+
+from ticketing_events.idempotency import RedisOnce, claim, processed_events_table
+
+
+@pytest.mark.redis
+def test_redis_effect_applies_once_per_event_even_within_one_pipeline(redis_url):
+    client = redis.Redis.from_url(url=redis_url)
+    group = f"test-{uuid.uuid4().hex[:8]}"
+    counter = f"{group}:sold"
+    once = RedisOnce(client, group, "redis.call('INCRBY', KEYS[2], ARGV[3])", ttl_s=60)
+
+    assert once.apply("e1", [counter], [2]) is True
+    assert once.apply("e1", [counter], [2]) is False
+    client.script_flush()  # a pipeline cannot reload a flushed script by itself
+    calls = [("e2", [counter], [5]), ("e1", [counter], [2]), ("e2", [counter], [5])]
+    assert once.apply_many(calls) == [True, False, False]
+    assert int(client.get(counter)) == 7
+    assert 0 < client.ttl(once.dedupe_key("e2")) <= 60
+
+
+@pytest.mark.postgres
+def test_sql_claim_commits_and_rolls_back_with_the_effect(database_url):
+    engine = sa.create_engine(database_url)
+    metadata = sa.MetaData()
+    suffix = uuid.uuid4().hex[:8]
+    processed = processed_events_table(metadata, name=f"processed_{suffix}")
+    effects = sa.Table(f"effects_{suffix}", metadata, sa.Column("event_id", sa.String))
+    metadata.create_all(engine)
+    try:
+        with engine.begin() as conn:
+            assert claim(conn, processed, "g", "e1") is True
+            conn.execute(effects.insert().values(event_id="e1"))
+        with engine.begin() as conn:
+            assert claim(conn, processed, "g", "e1") is False  # duplicate: skip the effect
+            assert claim(conn, processed, "other-group", "e1") is True  # groups are separate
+
+        with pytest.raises(RuntimeError), engine.begin() as conn:
+            assert claim(conn, processed, "g", "e2") is True
+            raise RuntimeError("effect failed")
+        with engine.begin() as conn:  # the claim rolled back with the effect: a retry applies
+            assert claim(conn, processed, "g", "e2") is True
+            rows = conn.execute(sa.select(effects.c.event_id)).scalars().all()
+        assert rows == ["e1"]
+    finally:
+        metadata.drop_all(engine)
+        engine.dispose()
