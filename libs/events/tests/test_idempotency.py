@@ -7,7 +7,6 @@ import uuid
 import pytest
 import redis
 import sqlalchemy as sa
-
 from ticketing_events.idempotency import RedisOnce, claim, processed_events_table
 
 
