@@ -3,7 +3,7 @@ import json
 import pytest
 from pydantic import ValidationError
 from ticketing_events.consumer import backoff_delay
-from ticketing_events.schemas import EVENT_TYPES, PaymentSucceeded, major_of
+from ticketing_events.schemas import EVENT_TYPES, PaymentSucceeded
 from ticketing_events.testing import payment_failed, payment_succeeded, reservation_created
 from ticketing_events.topics import CONSUMER_GROUPS, TOPIC_EVENTS, all_topics, dlq_topic
 
@@ -40,11 +40,6 @@ def test_missing_or_wrong_fields_are_rejected():
     doc["event_type"] = "payment.failed"
     with pytest.raises(ValidationError, match="event_type"):
         PaymentSucceeded.model_validate(doc)
-
-
-@pytest.mark.parametrize(("version", "major"), [("1.0", 1), ("2.3", 2), ("x.1", None), ("", None)])
-def test_major_of(version, major):
-    assert major_of(version) == major
 
 
 def test_registry_matches_the_design():

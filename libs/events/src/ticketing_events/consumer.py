@@ -7,6 +7,7 @@ therefore be idempotent; ``ticketing_events.idempotency`` helps with that.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import signal
@@ -29,13 +30,16 @@ from pydantic import ValidationError
 from ticketing_events import tracing
 from ticketing_events.health import HealthServer
 from ticketing_events.producer import producer_config
-from ticketing_events.schemas import SUPPORTED_MAJOR, Envelope, major_of
+from ticketing_events.schemas import SUPPORTED_PREFIX, Envelope
 from ticketing_events.settings import ConsumerSettings, KafkaSettings
 from ticketing_events.topics import TOPIC_EVENTS, dlq_topic
 
 log = structlog.get_logger("ticketing_events.consumer")
 
 E = TypeVar("E", bound=Envelope)
+
+
+_NO_CONTEXT = Context()
 
 
 class PermanentError(Exception):
@@ -59,8 +63,12 @@ class Delivery(Generic[E]):
     topic: str
     partition: int
     offset: int
-    headers: Mapping[str, bytes]
     context: Context
+    message: Message
+
+    @property
+    def headers(self) -> dict[str, bytes]:
+        return _header_map(self.message)
 
 
 BatchHandler = Callable[[Sequence[Delivery[Any]]], None]
@@ -97,7 +105,6 @@ class _Item:
     topic: str
     partition: int
     offset: int
-    headers: dict[str, bytes]
     span: Span | None
     delivery: Delivery[Any] | None = None
     dead_letter: tuple[DeadLetterReason, str] | None = None
@@ -135,9 +142,15 @@ class ConsumerRuntime:
         self.settings = settings or ConsumerSettings()
         self.stats = ConsumerStats()
         self._handlers = {cls.TYPE: h for cls, h in handlers.items()}
-        self.topics = [t for t, cls in TOPIC_EVENTS.items() if cls.TYPE in self._handlers]
+        self._models = {t: cls for t, cls in TOPIC_EVENTS.items() if cls.TYPE in self._handlers}
+        self.topics = list(self._models)
         self._outage_errors = outage_errors
         self._tracer = trace.get_tracer("ticketing_events.consumer") if tracing_enabled else None
+        self._span_attributes = {
+            tracing.MESSAGING_SYSTEM: "kafka",
+            tracing.MESSAGING_OPERATION_TYPE: "process",
+            tracing.MESSAGING_GROUP: group,
+        }
         self._stop = threading.Event()
         self._handled: dict[tuple[str, int], int] = {}  # next offset to commit per partition
         self._assigned: set[tuple[str, int]] = set()
@@ -217,7 +230,7 @@ class ConsumerRuntime:
         """Poll one batch and see it through; returns how many messages it held."""
         self.last_loop_at = time.monotonic()
         messages = self._consumer.consume(self.settings.batch_size, self.settings.poll_timeout_s)
-        items = [self._decode(m) for m in messages if self._usable(m)]
+        items = [self._decode(m) for m in messages if m.error() is None or self._usable(m)]
         if not items:
             return 0
         self._brokers_down = False
@@ -229,8 +242,9 @@ class ConsumerRuntime:
         except _Abandoned:
             log.info("batch left uncommitted", group=self.group, size=len(items))
         finally:
-            for item in items:
-                self._end_span(item)
+            if self._tracer is not None:
+                for item in items:
+                    self._end_span(item)
         self._commit(asynchronous=True)
         return len(items)
 
@@ -246,40 +260,33 @@ class ConsumerRuntime:
     def _decode(self, message: Message) -> _Item:
         topic, partition, offset = str(message.topic()), message.partition(), message.offset()
         assert partition is not None and offset is not None  # set on every non-error message
-        headers = _header_map(message)
         span = None
-        parent = tracing.extract(headers)
+        parent = _NO_CONTEXT
         if self._tracer is not None:
+            parent = tracing.extract(_header_map(message))
             span = self._tracer.start_span(
                 f"{topic} process",
                 context=parent,
                 kind=SpanKind.CONSUMER,
                 attributes={
-                    tracing.MESSAGING_SYSTEM: "kafka",
-                    tracing.MESSAGING_OPERATION_TYPE: "process",
+                    **self._span_attributes,
                     tracing.MESSAGING_DESTINATION: topic,
-                    tracing.MESSAGING_GROUP: self.group,
                     tracing.MESSAGING_PARTITION: str(partition),
                     tracing.MESSAGING_KAFKA_OFFSET: offset,
                 },
             )
-        item = _Item(message, topic, partition, offset, headers, span)
-        model = TOPIC_EVENTS.get(topic)
-        if model is None or model.TYPE not in self._handlers:
+        item = _Item(message, topic, partition, offset, span)
+        model = self._models.get(topic)
+        if model is None:
             item.dead_letter = (DeadLetterReason.UNKNOWN_TOPIC, f"no handler for topic {topic}")
             return item
-        version = headers.get("schema_version")
-        if version is not None and major_of(version.decode(errors="replace")) != SUPPORTED_MAJOR:
-            item.dead_letter = (DeadLetterReason.UNSUPPORTED_VERSION, f"schema_version {version!r}")
-            return item
+        value = message.value() or b""
         try:
-            event = model.model_validate_json(message.value() or b"")
+            event = model.model_validate_json(value)
         except ValidationError as exc:
-            undecodable = any(e["type"] == "json_invalid" for e in exc.errors())
-            reason = DeadLetterReason.UNDECODABLE if undecodable else DeadLetterReason.INVALID
-            item.dead_letter = (reason, _short(exc))
+            item.dead_letter = _rejection(value, exc)
             return item
-        if major_of(event.schema_version) != SUPPORTED_MAJOR:
+        if not event.schema_version.startswith(SUPPORTED_PREFIX):
             item.dead_letter = (
                 DeadLetterReason.UNSUPPORTED_VERSION,
                 f"schema_version {event.schema_version!r}",
@@ -288,7 +295,7 @@ class ConsumerRuntime:
         if span is not None:
             span.set_attribute(tracing.MESSAGING_MESSAGE_ID, event.event_id)
             parent = trace.set_span_in_context(span, parent)
-        item.delivery = Delivery(event, topic, partition, offset, headers, parent)
+        item.delivery = Delivery(event, topic, partition, offset, parent, message)
         return item
 
     # -- handling, retries and dead letters ----------------------------------------------
@@ -402,7 +409,7 @@ class ConsumerRuntime:
             assert item.dead_letter is not None
             reason, detail = item.dead_letter
             headers: tracing.Headers = [
-                (k, v) for k, v in item.headers.items() if not k.startswith("dlq.")
+                (k, v) for k, v in _header_map(item.message).items() if not k.startswith("dlq.")
             ]
             headers += [
                 ("dlq.reason", reason.value.encode()),
@@ -520,10 +527,22 @@ class _Abandoned(Exception):
     """The batch's partitions moved away, or we are stopping: leave it uncommitted."""
 
 
+def _rejection(value: bytes, exc: ValidationError) -> tuple[DeadLetterReason, str]:
+    """Why a message failed validation: not JSON, a major version we do not read, or invalid."""
+    if any(e["type"] == "json_invalid" for e in exc.errors()):
+        return DeadLetterReason.UNDECODABLE, _short(exc)
+    try:
+        version = json.loads(value).get("schema_version")
+    except (ValueError, AttributeError):
+        version = None
+    if isinstance(version, str) and not version.startswith(SUPPORTED_PREFIX):
+        return DeadLetterReason.UNSUPPORTED_VERSION, f"schema_version {version!r}"
+    return DeadLetterReason.INVALID, _short(exc)
+
+
 def _header_map(message: Message) -> dict[str, bytes]:
-    raw = message.headers()
-    pairs = raw.items() if isinstance(raw, dict) else raw or ()
-    return {k: v for k, v in pairs if isinstance(v, bytes)}
+    # A consumed message's headers are (str, bytes | None) pairs; a None value reads as absent.
+    return dict(message.headers() or ())  # type: ignore[arg-type]
 
 
 def _short(exc: BaseException) -> str:

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 SUPPORTED_MAJOR = 1
 CURRENT_VERSION = "1.0"
+SUPPORTED_PREFIX = f"{SUPPORTED_MAJOR}."  # a version this code reads starts with it
 
 
 class Payload(BaseModel):
@@ -120,9 +121,3 @@ class ReservationCreated(Envelope):
 EVENT_TYPES: dict[str, type[Envelope]] = {
     cls.TYPE: cls for cls in (PaymentSucceeded, PaymentFailed, ReservationCreated)
 }
-
-
-def major_of(version: str) -> int | None:
-    """The major part of ``"MAJOR.MINOR"``, or None when it is not a version."""
-    head = version.split(".", 1)[0]
-    return int(head) if head.isdigit() else None

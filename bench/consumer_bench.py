@@ -1,0 +1,190 @@
+"""Consumer throughput: a bare confluent-kafka loop, FastStream, and our runtime, on one broker.
+
+Produces N realistic `payment.success` envelopes with our producer, then has each contender
+consume exactly those N messages (each from its own starting offsets) and prints messages per
+second from the first message to the N-th:
+
+  (a) bare       confluent-kafka consume() batches touching each message's value (the ceiling)
+  (b) faststream FastStream subscriber taking the same pydantic model, OpenTelemetry middleware on
+  (c) traced     our ConsumerRuntime, no-op handler, tracing on at 100% sampling
+  (d) untraced   our ConsumerRuntime, no-op handler, tracing off
+
+Tracing uses the SDK's BatchSpanProcessor; by default its exporter discards spans, so the
+figures measure what tracing costs the consumer, not the export (`--otlp` exports to the
+collector at OTEL_EXPORTER_OTLP_ENDPOINT instead).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+from confluent_kafka import Consumer, TopicPartition
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from ticketing_events.consumer import ConsumerRuntime, Delivery
+from ticketing_events.producer import EventProducer
+from ticketing_events.schemas import PaymentSucceeded
+from ticketing_events.settings import ConsumerSettings, KafkaSettings
+from ticketing_events.testing import end_offsets, payment_succeeded, start_group_at_end
+from ticketing_events.topics import ensure_topics
+from ticketing_events.tracing import configure_tracing
+
+TOPIC = PaymentSucceeded.TYPE
+RESULTS = Path(__file__).parent / "results" / "consumer.json"
+
+
+class DiscardingExporter(SpanExporter):
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+def produce(bootstrap: str, n: int) -> float:
+    """Publish n envelopes in chunks, every one acknowledged; returns messages/second."""
+    events = [payment_succeeded(i) for i in range(n)]
+    producer = EventProducer(bootstrap, client_id="bench")
+    started = time.perf_counter()
+    for i in range(0, n, 10_000):
+        producer.publish(events[i : i + 10_000])
+    return n / (time.perf_counter() - started)
+
+
+def bare(bootstrap: str, start: dict[tuple[str, int], int], n: int) -> float:
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "bench-bare", "enable.auto.commit": False}
+    )
+    consumer.assign([TopicPartition(t, p, o) for (t, p), o in start.items()])
+    seen, first = 0, 0.0
+    while seen < n:
+        for message in consumer.consume(1000, 1.0):
+            if message.error() is None:
+                message.value()
+                if not seen:
+                    first = time.perf_counter()
+                seen += 1
+    elapsed = time.perf_counter() - first
+    consumer.close()
+    return (n - 1) / elapsed
+
+
+def faststream(bootstrap: str, group: str, n: int, provider: TracerProvider) -> float:
+    from faststream.confluent import KafkaBroker
+    from faststream.confluent.opentelemetry import KafkaTelemetryMiddleware
+
+    async def main() -> float:
+        broker = KafkaBroker(
+            bootstrap, middlewares=[KafkaTelemetryMiddleware(tracer_provider=provider)]
+        )
+        done = asyncio.Event()
+        seen = 0
+        first = 0.0
+
+        @broker.subscriber(TOPIC, group_id=group, auto_offset_reset="earliest")
+        async def handle(event: PaymentSucceeded) -> None:
+            nonlocal seen, first
+            if not seen:
+                first = time.perf_counter()
+            seen += 1
+            if seen >= n:
+                done.set()
+
+        await broker.start()
+        await done.wait()
+        elapsed = time.perf_counter() - first
+        await broker.stop()
+        return (n - 1) / elapsed
+
+    return asyncio.run(main())
+
+
+def runtime(bootstrap: str, group: str, n: int, *, traced: bool) -> float:
+    first = last = 0.0
+    seen = 0
+
+    def handle(batch: Sequence[Delivery[PaymentSucceeded]]) -> None:
+        nonlocal first, last, seen
+        if not seen:
+            first = time.perf_counter()
+        seen += len(batch)
+        if seen >= n:
+            last = time.perf_counter()
+            consumer.stop()
+
+    consumer = ConsumerRuntime(
+        group,
+        {PaymentSucceeded: handle},
+        kafka=KafkaSettings(bootstrap_servers=bootstrap),
+        settings=ConsumerSettings(batch_size=1000, health_port=0),
+        tracing_enabled=traced,
+    )
+    consumer.run()
+    return (n - 1) / (last - first)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("-n", type=int, default=200_000, help="messages (default 200000)")
+    parser.add_argument("--otlp", action="store_true", help="export spans over OTLP")
+    args = parser.parse_args()
+    bootstrap = KafkaSettings().bootstrap_servers
+    ensure_topics(bootstrap, [TOPIC])
+    if args.otlp:
+        provider = configure_tracing("consumer-bench")
+    else:
+        provider = configure_tracing(
+            "consumer-bench", processor=BatchSpanProcessor(DiscardingExporter())
+        )
+    assert provider is not None, "tracing is disabled (OTEL_SDK_DISABLED)"
+
+    run = uuid.uuid4().hex[:8]
+    groups = {name: f"bench-{name}-{run}" for name in ("faststream", "traced", "untraced")}
+    for group in groups.values():
+        start_group_at_end(bootstrap, group, [TOPIC])
+    start = end_offsets(bootstrap, [TOPIC])
+
+    print(f"producing {args.n} envelopes of ~{len(payment_succeeded(0).model_dump_json())} bytes")
+    results = {"producer_msgs_per_s": produce(bootstrap, args.n)}
+    results["bare_msgs_per_s"] = bare(bootstrap, start, args.n)
+    results["faststream_msgs_per_s"] = faststream(bootstrap, groups["faststream"], args.n, provider)
+    results["runtime_traced_msgs_per_s"] = runtime(bootstrap, groups["traced"], args.n, traced=True)
+    results["runtime_untraced_msgs_per_s"] = runtime(
+        bootstrap, groups["untraced"], args.n, traced=False
+    )
+    provider.shutdown()
+
+    a, b = results["bare_msgs_per_s"], results["faststream_msgs_per_s"]
+    c, d = results["runtime_traced_msgs_per_s"], results["runtime_untraced_msgs_per_s"]
+    ratios = {"c/b": c / b, "c/a": c / a, "d/a": d / a}
+    targets = {"c/b": 2.0, "c/a": 0.1, "d/a": 0.25}
+    for key, value in results.items():
+        print(f"{key:30s} {value:12,.0f}")
+    for key, value in ratios.items():
+        verdict = "meets" if value >= targets[key] else "MISSES"
+        print(f"ratio {key:24s} {value:12.2f}   ({verdict} target >= {targets[key]})")
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS of the bench process   {peak_mb:10.0f} MB  (cpus: {os.cpu_count()})")
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(
+        json.dumps(
+            {
+                **{k: round(v) for k, v in results.items()},
+                "ratios": {k: round(v, 3) for k, v in ratios.items()},
+                "messages": args.n,
+                "exporter": "otlp" if args.otlp else "discard",
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
