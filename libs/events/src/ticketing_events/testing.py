@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
@@ -19,6 +19,8 @@ from ticketing_events.schemas import (
     ReservationCreatedPayload,
 )
 
+T = TypeVar("T")
+
 
 def _partitions(consumer: Consumer, topic: str) -> list[int]:
     meta = consumer.list_topics(topic, timeout=10).topics[topic]
@@ -27,15 +29,21 @@ def _partitions(consumer: Consumer, topic: str) -> list[int]:
     return sorted(meta.partitions)
 
 
-def _high_watermark(consumer: Consumer, tp: TopicPartition, timeout: float = 10.0) -> int:
+def _retrying(call: Callable[[], T], timeout: float = 30.0) -> T:
+    """Retry a broker call while Kafka says the error is temporary (a new topic electing its
+    leaders, the offsets topic being created on a fresh broker, ...)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            return int(consumer.get_watermark_offsets(tp, timeout=timeout)[1])
-        except KafkaException:  # a topic created a moment ago may still be electing leaders
-            if time.monotonic() > deadline:
+            return call()
+        except KafkaException as exc:
+            if time.monotonic() > deadline or not exc.args[0].retriable():
                 raise
             time.sleep(0.2)
+
+
+def _high_watermark(consumer: Consumer, tp: TopicPartition) -> int:
+    return int(_retrying(lambda: consumer.get_watermark_offsets(tp, timeout=10))[1])
 
 
 def end_offsets(bootstrap_servers: str, topics: Iterable[str]) -> dict[tuple[str, int], int]:
@@ -61,9 +69,8 @@ def start_group_at_end(
     ends = end_offsets(bootstrap_servers, topics)
     consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": group})
     try:
-        consumer.commit(
-            offsets=[TopicPartition(t, p, o) for (t, p), o in ends.items()], asynchronous=False
-        )
+        offsets = [TopicPartition(t, p, o) for (t, p), o in ends.items()]
+        _retrying(lambda: consumer.commit(offsets=offsets, asynchronous=False))
     finally:
         consumer.close()
     return ends
@@ -75,7 +82,8 @@ def committed_offsets(
     consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": group})
     try:
         tps = [TopicPartition(t, p) for t in topics for p in _partitions(consumer, t)]
-        return {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(tps, timeout=10)}
+        committed = _retrying(lambda: consumer.committed(tps, timeout=10))
+        return {(tp.topic, tp.partition): tp.offset for tp in committed}
     finally:
         consumer.close()
 
