@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from ticketing_events.schemas import (
     FailureReason,
@@ -20,6 +20,14 @@ from ticketing_events.schemas import (
 )
 
 T = TypeVar("T")
+_TRANSIENT = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+}
 
 
 def _partitions(consumer: Consumer, topic: str) -> list[int]:
@@ -37,7 +45,8 @@ def _retrying(call: Callable[[], T], timeout: float = 30.0) -> T:
         try:
             return call()
         except KafkaException as exc:
-            if time.monotonic() > deadline or not exc.args[0].retriable():
+            err = exc.args[0]
+            if time.monotonic() > deadline or not (err.retriable() or err.code() in _TRANSIENT):
                 raise
             time.sleep(0.2)
 
