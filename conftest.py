@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from ticketing_events.testing import Harness, RedisServer
 from ticketing_events.topics import ensure_topics
 from ticketing_events.tracing import configure_tracing
 
@@ -68,3 +69,20 @@ def spans(_tracer_provider: None) -> Iterator[InMemorySpanExporter]:
     _EXPORTER.clear()
     yield _EXPORTER
     _EXPORTER.clear()
+
+
+@pytest.fixture
+def harness(kafka_bootstrap: str, redis_url: str) -> Iterator[Harness]:
+    """Fresh consumer groups, a random Redis key prefix, runtimes in threads; cleaned up."""
+    h = Harness(kafka_bootstrap, redis_url)
+    yield h
+    h.cleanup()
+
+
+@pytest.fixture
+def private_redis() -> Iterator[RedisServer]:
+    """A redis-server of the test's own, which it may stop and start (outage tests)."""
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()

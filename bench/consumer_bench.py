@@ -79,8 +79,11 @@ def faststream(bootstrap: str, group: str, n: int, provider: TracerProvider) -> 
     from faststream.confluent.opentelemetry import KafkaTelemetryMiddleware
 
     async def main() -> float:
+        # logger=None: no log line per message, as in a production set-up (and like ours).
         broker = KafkaBroker(
-            bootstrap, middlewares=[KafkaTelemetryMiddleware(tracer_provider=provider)]
+            bootstrap,
+            middlewares=[KafkaTelemetryMiddleware(tracer_provider=provider)],
+            logger=None,
         )
         done = asyncio.Event()
         seen = 0

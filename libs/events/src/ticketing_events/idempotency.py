@@ -29,10 +29,16 @@ class RedisOnce:
     """
 
     def __init__(
-        self, client: Redis, group: str, effect_lua: str, *, ttl_s: int = DEFAULT_TTL_S
+        self,
+        client: Redis,
+        group: str,
+        effect_lua: str,
+        *,
+        ttl_s: int = DEFAULT_TTL_S,
+        key_prefix: str = "",
     ) -> None:
         self._client = client
-        self._prefix = f"processed:{group}:"
+        self._prefix = f"{key_prefix}processed:{group}:"
         self._ttl = ttl_s
         self._script = client.register_script(
             "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then\n"
@@ -47,11 +53,30 @@ class RedisOnce:
         return bool(self._script([self.dedupe_key(event_id), *keys], [1, self._ttl, *args]))
 
     def apply_many(self, calls: Iterable[tuple[str, Sequence[str], Sequence[Any]]]) -> list[bool]:
-        """One pipelined round trip for a batch of ``(event_id, keys, args)``."""
+        """One pipelined round trip for a batch of ``(event_id, keys, args)``.
+
+        Should Redis not know the script yet (a restart, SCRIPT FLUSH), it is loaded and the
+        refused calls are sent again: a NOSCRIPT reply means the call did nothing.
+        """
+        from redis.exceptions import NoScriptError
+
         calls = list(calls)
+        results = self._evalsha_all(calls)
+        refused = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+        if refused:
+            self._client.script_load(self._script.script)
+            for i, result in zip(
+                refused, self._evalsha_all([calls[i] for i in refused]), strict=True
+            ):
+                results[i] = result
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        return [bool(r) for r in results]
+
+    def _evalsha_all(self, calls: list[tuple[str, Sequence[str], Sequence[Any]]]) -> list[Any]:
         if not calls:
             return []
-        self._client.script_load(self._script.script)  # a pipeline cannot load it on NOSCRIPT
         pipe = self._client.pipeline(transaction=False)
         for event_id, keys, args in calls:
             pipe.evalsha(
@@ -63,7 +88,7 @@ class RedisOnce:
                 self._ttl,
                 *args,
             )
-        return [bool(r) for r in pipe.execute()]
+        return list(pipe.execute(raise_on_error=False))
 
 
 def processed_events_table(metadata: MetaData, name: str = "processed_events") -> Table:

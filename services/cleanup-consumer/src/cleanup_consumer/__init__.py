@@ -1,0 +1,1 @@
+"""cleanup-consumer: releases seat holds and expires queue tokens after a payment."""

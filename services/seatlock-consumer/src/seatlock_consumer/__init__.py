@@ -1,0 +1,1 @@
+"""seatlock-consumer: the temporary seat hold in Redis, from ``reservation.created``."""

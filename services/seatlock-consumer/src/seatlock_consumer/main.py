@@ -1,0 +1,58 @@
+"""``seatlock-consumer run``: the composition root and the process entrypoint."""
+
+from __future__ import annotations
+
+import argparse
+
+from redis import Redis
+from ticketing_events.consumer import ConsumerRuntime
+from ticketing_events.logs import configure_logging
+from ticketing_events.schemas import ReservationCreated
+from ticketing_events.settings import ConsumerSettings, KafkaSettings
+from ticketing_events.tracing import configure_tracing
+
+from seatlock_consumer.adapters import REDIS_OUTAGE_ERRORS, redis_client, seat_hold_effects
+from seatlock_consumer.config import Settings
+from seatlock_consumer.handlers import RedisKeys, hold_seats
+
+
+def build_runtime(
+    settings: Settings,
+    client: Redis,
+    *,
+    kafka: KafkaSettings | None = None,
+    consumer: ConsumerSettings | None = None,
+) -> ConsumerRuntime:
+    """The consumer of ``reservation.created`` with its Redis effect."""
+    effects = seat_hold_effects(client, settings.consumer_group)
+    return ConsumerRuntime(
+        settings.consumer_group,
+        {ReservationCreated: hold_seats(effects, RedisKeys(settings.redis_key_prefix))},
+        kafka=kafka or KafkaSettings(),
+        settings=consumer or ConsumerSettings(),
+        outage_errors=REDIS_OUTAGE_ERRORS,
+    )
+
+
+def run(settings: Settings) -> None:
+    """Consume until SIGTERM/SIGINT: finish the batch, commit, leave the group."""
+    configure_logging(settings.service_name, settings.log_level)
+    configure_tracing(settings.service_name)
+    client = redis_client(settings)
+    try:
+        build_runtime(settings, client).run(install_signal_handlers=True)
+    finally:
+        client.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="seatlock-consumer", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("run", help="consume reservation.created and hold seats in Redis")
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        run(Settings())
+
+
+if __name__ == "__main__":
+    main()
