@@ -1,0 +1,1 @@
+"""Queue, reservation and payment API of the ticketing system."""

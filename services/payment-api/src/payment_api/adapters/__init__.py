@@ -1,0 +1,1 @@
+"""Adapters at the edge: database tables and queries, Redis queue, Kafka outbox relay."""

@@ -1,0 +1,71 @@
+"""POST /v1/payments: pay a held reservation with points (needs an active queue token)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from payment_api.api import schemas
+from payment_api.api.dependencies import (
+    IdempotencyKeyHeader,
+    NowDep,
+    ProblemDep,
+    ServicesDep,
+    TokenDep,
+    caller,
+    idempotency,
+    respond,
+)
+from payment_api.api.problems import payment_failure
+from payment_api.service_layer import idempotency as once
+from payment_api.service_layer import payments
+from payment_api.service_layer.unit_of_work import UnitOfWork
+
+router = APIRouter(prefix="/v1/payments", tags=["payments"])
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=schemas.Payment,
+    responses={
+        402: {"description": "not enough points (payment recorded as failed)"},
+        403: {"description": "token waiting, or the reservation is another user's"},
+        409: {"description": "reservation already paid or no longer held"},
+        410: {"description": "the hold expired (payment recorded as failed)"},
+    },
+)
+def pay(
+    body: schemas.PaymentRequest,
+    request: Request,
+    token: TokenDep,
+    svc: ServicesDep,
+    problem: ProblemDep,
+    now: NowDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Response:
+    payer = caller(svc, token)
+
+    def work(tx: UnitOfWork) -> once.Answer:
+        outcome = payments.pay(tx, payer, body.reservation_id, now)
+        if outcome.reason is not None:
+            status, problem_body = payment_failure(
+                problem,
+                outcome.reason,
+                payment_id=outcome.payment_id,
+                reservation_id=outcome.reservation_id,
+            )
+            return once.Answer(status, problem_body)
+        paid = schemas.Payment(
+            payment_id=outcome.payment_id,
+            reservation_id=outcome.reservation_id,
+            seat_id=outcome.seat_id,
+            amount=outcome.amount,
+            status=outcome.status,
+            balance=outcome.balance or 0,
+            paid_at=outcome.at,
+        )
+        return once.Answer(201, paid.model_dump_json())
+
+    key = idempotency(request, payer.user_id, idempotency_key, body.model_dump_json())
+    return respond(once.execute(svc.uow, work, key))

@@ -1,0 +1,61 @@
+"""Configuration from the environment (pydantic-settings); every field is documented in README."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore")
+
+    service_name: str = "payment-api"
+    log_level: str = "INFO"
+    # The standard OpenTelemetry switch: when true, no instrumentation is installed either.
+    otel_sdk_disabled: bool = False
+
+    # PostgreSQL (postgresql+psycopg://...) or SQLite (sqlite:///path), the embedded default.
+    database_url: str = "sqlite:///./.demo/payment.db"
+    # PostgreSQL only: the schema (search_path) holding the tables; None means the server default.
+    database_schema: str | None = None
+    database_pool_size: int = Field(default=10, ge=1)
+    database_max_overflow: int = Field(default=20, ge=0)
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Prepended to every Redis key; empty in production (the documented layout), set by tests.
+    redis_key_prefix: str = ""
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+
+    api_host: str = "0.0.0.0"
+    api_port: int = 8000
+    api_workers: int = Field(default=1, ge=1)
+    # Threads running the (sync) endpoints per process; a request does short DB round trips,
+    # so a few threads keep the CPU busy and fewer fight over the GIL.
+    api_threads: int = Field(default=16, ge=1)
+
+    hold_seconds: int = Field(default=300, gt=0)
+
+    queue_activator_enabled: bool = True
+    queue_activate_batch: int = Field(default=100, gt=0)
+    queue_activate_interval_s: float = Field(default=1.0, gt=0)
+    queue_active_ttl_s: int = Field(default=600, gt=0)
+    queue_waiting_ttl_s: int = Field(default=3600, gt=0)
+    queue_leader_ttl_s: float = Field(default=5.0, gt=0)
+
+    outbox_relay_enabled: bool = True
+    outbox_batch_size: int = Field(default=200, gt=0)
+    outbox_sweep_interval_s: float = Field(default=1.0, gt=0)
+    # Once woken, wait this long so a burst of commits goes out as one batch.
+    outbox_coalesce_ms: float = Field(default=10.0, ge=0)
+    outbox_publish_timeout_s: float = Field(default=10.0, gt=0)
+    outbox_retention_s: int = Field(default=86400, ge=0)
+    outbox_prune_interval_s: float = Field(default=60.0, gt=0)
+
+    idempotency_retention_s: int = Field(default=86400, gt=0)
+
+    problem_type_base: str = "urn:ticketing:problem:"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")

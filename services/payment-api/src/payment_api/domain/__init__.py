@@ -1,0 +1,1 @@
+"""Plain domain rules: no database, Redis or Kafka in here."""

@@ -1,0 +1,116 @@
+"""``payment-api serve | migrate | seed | relay``: the process entrypoints."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+
+from fastapi import FastAPI
+from ticketing_events.logs import configure_logging
+from ticketing_events.tracing import configure_tracing
+
+from payment_api.config import Settings
+
+
+def _configure_process(settings: Settings) -> None:
+    configure_logging(settings.service_name, settings.log_level)
+    configure_tracing(settings.service_name)
+
+
+def app_factory() -> FastAPI:
+    """Builds the app in each uvicorn worker process, from the environment."""
+    from payment_api.api.app import create_app
+
+    settings = Settings()
+    _configure_process(settings)
+    return create_app(settings)
+
+
+def serve(settings: Settings) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        "payment_api.entrypoint:app_factory",
+        factory=True,
+        host=settings.api_host,
+        port=settings.api_port,
+        workers=settings.api_workers,
+        log_config=None,  # keep the JSON logging set up by app_factory
+        access_log=False,
+    )
+
+
+def migrate(settings: Settings) -> None:
+    from payment_api.migrations import upgrade
+
+    configure_logging(settings.service_name, settings.log_level)
+    upgrade(settings)
+
+
+def seed(settings: Settings, args: argparse.Namespace) -> None:
+    from payment_api.adapters.database import create_db_engine
+    from payment_api.seed import seed as run_seed
+
+    engine = create_db_engine(settings)
+    try:
+        seeded = run_seed(
+            engine,
+            concerts_count=args.concerts,
+            schedules_per_concert=args.schedules,
+            seats_per_schedule=args.seats,
+            users_count=args.users,
+            points=args.points,
+            price=args.price,
+        )
+    finally:
+        engine.dispose()
+    print(
+        f"seeded {len(seeded.concert_ids)} concerts, {len(seeded.schedule_ids)} schedules, "
+        f"{len(seeded.seat_ids)} seats, users {seeded.user_ids[:1]}..{seeded.user_ids[-1:]}"
+    )
+
+
+def relay(settings: Settings) -> None:
+    """Run only the outbox relay until SIGTERM/SIGINT."""
+    from payment_api.adapters.database import create_db_engine
+    from payment_api.bootstrap import build_producer, build_relay, instrument_libraries
+
+    _configure_process(settings)
+    instrument_libraries()
+    engine = create_db_engine(settings)
+    outbox_relay = build_relay(settings, engine, build_producer(settings))
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    outbox_relay.start()
+    outbox_relay.notify()  # publish what is already waiting
+    stop.wait()
+    outbox_relay.stop()
+    engine.dispose()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="payment-api", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="run the HTTP API (uvicorn; API_HOST, API_PORT, API_WORKERS)")
+    commands.add_parser("migrate", help="apply the database migrations (alembic upgrade head)")
+    commands.add_parser("relay", help="run only the outbox relay")
+    seeding = commands.add_parser("seed", help="insert demo concerts, seats and users")
+    seeding.add_argument("--concerts", type=int, default=3)
+    seeding.add_argument("--schedules", type=int, default=2, help="schedules per concert")
+    seeding.add_argument("--seats", type=int, default=50, help="seats per schedule")
+    seeding.add_argument("--users", type=int, default=100)
+    seeding.add_argument("--points", type=int, default=1_000_000, help="points per user")
+    seeding.add_argument("--price", type=int, default=150_000, help="price of every seat")
+    args = parser.parse_args(argv)
+    settings = Settings()
+    match args.command:
+        case "serve":
+            serve(settings)
+        case "migrate":
+            migrate(settings)
+        case "seed":
+            seed(settings, args)
+        case "relay":
+            relay(settings)

@@ -1,0 +1,103 @@
+"""Kafka unreachable: payments still answer fast, rows wait; a relay on the real broker then
+publishes each row exactly once, in per-key order. (The shared broker is never stopped: the
+API under test simply points its relay at a port where nothing listens.)"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from functools import partial
+
+import pytest
+from payment_api.adapters.database import create_db_engine
+from payment_api.adapters.outbox import OutboxStore
+from payment_api.bootstrap import build_producer, build_relay
+from payment_api.service_layer import housekeeping
+from payment_api.service_layer.unit_of_work import UnitOfWork
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.kafka]
+
+SEATS = 8
+
+
+@pytest.fixture
+def outage_settings(private_settings):
+    """Its own schema, so the session's healthy relay does not publish these rows."""
+    return private_settings.model_copy(
+        update={
+            "kafka_bootstrap_servers": "127.0.0.1:9",  # discard port: no broker there
+            "outbox_publish_timeout_s": 2.0,
+            "outbox_sweep_interval_s": 0.2,
+        }
+    )
+
+
+def test_payments_succeed_while_kafka_is_down_then_publish_once_in_key_order(
+    outage_settings, settings, kafka, serve, client_for, world_on
+):
+    engine = create_db_engine(outage_settings)
+    world = world_on(engine)
+    _, _, seat_ids = world.schedule(seats=SEATS, price=100)
+    users = world.users(SEATS, points=1_000)
+    latencies = []
+    with serve(outage_settings) as server:
+        api = client_for(server.url)
+        for user_id, seat_id in zip(users, seat_ids, strict=True):
+            token = api.active_token(user_id)
+            reservation_id = api.reserve(token, seat_id).json()["reservation_id"]
+            started = time.perf_counter()
+            paid = api.pay(token, reservation_id)
+            latencies.append(time.perf_counter() - started)
+            assert paid.status_code == 201, paid.text
+        time.sleep(2.5)  # let the relay try (and fail) at least once
+        pending = world.scalar("select count(*) from outbox where published_at is null")
+        assert pending == 2 * SEATS
+        api.http.close()
+    assert max(latencies) < 0.5, latencies
+
+    start = kafka.offsets()
+    relay = build_relay(settings, engine, build_producer(settings))
+    assert relay.drain() == 2 * SEATS
+    assert world.scalar("select count(*) from outbox where published_at is null") == 0
+
+    rows = world.rows("select id, event_id, key, event_type, published_at from outbox order by id")
+    messages = kafka.read(start, [r.event_id for r in rows])
+    assert Counter(dict(m.headers())["event_id"].decode() for m in messages) == Counter(
+        {r.event_id: 1 for r in rows}
+    )
+    # Per key, the later event went out only after the earlier one was acknowledged.
+    for key in {r.key for r in rows}:
+        of_key = [r for r in rows if r.key == key]
+        assert [r.event_type for r in of_key] == ["reservation.created", "payment.success"]
+        assert of_key[0].published_at < of_key[1].published_at
+    engine.dispose()
+
+
+def test_housekeeping_prunes_published_rows_and_old_keys(settings, world, api):
+    user_id = world.user(points=0)
+    charged = api.http.post(
+        f"/v1/users/{user_id}/points/charge", json={"amount": 5}, headers={"Idempotency-Key": "k1"}
+    )
+    assert charged.status_code == 200
+    world.execute(
+        "insert into outbox (event_id, topic, key, event_type, schema_version, payload,"
+        " created_at, published_at) values (:e, 'payment.success', '1', 'payment.success',"
+        " '1.0', '{}', now() - interval '2 days', now() - interval '2 days')",
+        e=f"old-{user_id}",
+    )
+    world.execute(
+        "update idempotency_keys set created_at = now() - interval '2 days' where user_id = :u",
+        u=user_id,
+    )
+    engine = create_db_engine(settings)
+    try:
+        housekeeping.prune(
+            OutboxStore(engine),
+            partial(UnitOfWork, engine),
+            outbox_retention_s=86400,
+            idempotency_retention_s=86400,
+        )
+    finally:
+        engine.dispose()
+    assert world.scalar("select count(*) from outbox where event_id = :e", e=f"old-{user_id}") == 0
+    assert world.scalar("select count(*) from idempotency_keys where user_id = :u", u=user_id) == 0
