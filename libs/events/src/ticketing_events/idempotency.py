@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -18,6 +18,15 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 DEFAULT_TTL_S = 7 * 24 * 3600  # longer than the topics' retention: a redelivery finds its key
+
+# (event id, keys, args) of one RedisOnce call.
+Call = tuple[str, Sequence[str], Sequence[Any]]
+
+
+class Effects(Protocol):
+    """Applies script calls once per event id, in one round trip (``RedisOnce``)."""
+
+    def apply_many(self, calls: Iterable[Call]) -> list[bool]: ...
 
 
 class RedisOnce:
@@ -52,7 +61,7 @@ class RedisOnce:
     def apply(self, event_id: str, keys: Sequence[str] = (), args: Sequence[Any] = ()) -> bool:
         return bool(self._script([self.dedupe_key(event_id), *keys], [1, self._ttl, *args]))
 
-    def apply_many(self, calls: Iterable[tuple[str, Sequence[str], Sequence[Any]]]) -> list[bool]:
+    def apply_many(self, calls: Iterable[Call]) -> list[bool]:
         """One pipelined round trip for a batch of ``(event_id, keys, args)``.
 
         Should Redis not know the script yet (a restart, SCRIPT FLUSH), it is loaded and the
@@ -74,7 +83,7 @@ class RedisOnce:
                 raise result
         return [bool(r) for r in results]
 
-    def _evalsha_all(self, calls: list[tuple[str, Sequence[str], Sequence[Any]]]) -> list[Any]:
+    def _evalsha_all(self, calls: list[Call]) -> list[Any]:
         if not calls:
             return []
         pipe = self._client.pipeline(transaction=False)

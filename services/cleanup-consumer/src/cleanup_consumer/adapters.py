@@ -1,29 +1,17 @@
-"""Redis: the client, the once-per-event script, and the errors that mean "Redis is down"."""
+"""Redis: the client and the once-per-event script."""
 
 from __future__ import annotations
 
-import redis
 from redis import Redis
+from ticketing_events import redis_layout as layout
 from ticketing_events.idempotency import RedisOnce
 
 from cleanup_consumer.config import Settings
 from cleanup_consumer.handlers import RELEASE_LUA
 
-# Retried by the consumer runtime with consumption paused, never dead-lettered.
-# (BusyLoadingError, a Redis still loading its data, is a ConnectionError.)
-REDIS_OUTAGE_ERRORS: tuple[type[Exception], ...] = (
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-)
-
 
 def redis_client(settings: Settings) -> Redis:
-    return Redis.from_url(
-        settings.redis_url,
-        socket_timeout=settings.redis_socket_timeout_s,
-        socket_connect_timeout=settings.redis_socket_timeout_s,
-        health_check_interval=30,
-    )
+    return layout.redis_client(settings.redis_url, settings.redis_socket_timeout_s)
 
 
 def release_effects(client: Redis, group: str) -> RedisOnce:

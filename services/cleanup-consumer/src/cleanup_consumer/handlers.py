@@ -16,12 +16,12 @@ that sets the hold.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
 
 import structlog
 from ticketing_events.consumer import Delivery
+from ticketing_events.idempotency import Call, Effects
+from ticketing_events.redis_layout import RedisKeys
 from ticketing_events.schemas import PaymentFailed, PaymentSucceeded
 
 log = structlog.get_logger("cleanup_consumer")
@@ -41,31 +41,6 @@ end
 
 PAID = "paid"
 FAILED = "failed"
-
-# (event id, keys, args) of one RedisOnce call.
-Call = tuple[str, Sequence[str], Sequence[Any]]
-
-
-class Effects(Protocol):
-    """Applies script calls once per event id, in one round trip (``RedisOnce``)."""
-
-    def apply_many(self, calls: Iterable[Call]) -> list[bool]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class RedisKeys:
-    """The key layout shared with payment-api and the seatlock consumer."""
-
-    prefix: str = ""
-
-    def seat_hold(self, seat_id: int) -> str:
-        return f"{self.prefix}seat:hold:{seat_id}"
-
-    def seat_released(self, reservation_id: int) -> str:
-        return f"{self.prefix}seat:released:{reservation_id}"
-
-    def queue_active(self, token_id: str) -> str:
-        return f"{self.prefix}queue:active:{token_id}"
 
 
 def success_call(event: PaymentSucceeded, keys: RedisKeys, tombstone_ttl_s: int) -> Call:

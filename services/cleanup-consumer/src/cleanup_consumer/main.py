@@ -7,11 +7,12 @@ import argparse
 from redis import Redis
 from ticketing_events.consumer import ConsumerRuntime
 from ticketing_events.logs import configure_logging
+from ticketing_events.redis_layout import REDIS_OUTAGE_ERRORS
 from ticketing_events.schemas import PaymentFailed, PaymentSucceeded
 from ticketing_events.settings import ConsumerSettings, KafkaSettings
 from ticketing_events.tracing import configure_tracing
 
-from cleanup_consumer.adapters import REDIS_OUTAGE_ERRORS, redis_client, release_effects
+from cleanup_consumer.adapters import redis_client, release_effects
 from cleanup_consumer.config import Settings
 from cleanup_consumer.handlers import RedisKeys, release_after_failure, release_after_success
 

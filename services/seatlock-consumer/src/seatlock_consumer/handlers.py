@@ -16,13 +16,13 @@ the reservations of one seat arrive in order.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol
 
 import structlog
 from ticketing_events.consumer import Delivery
+from ticketing_events.idempotency import Call, Effects
+from ticketing_events.redis_layout import RedisKeys
 from ticketing_events.schemas import ReservationCreated
 
 log = structlog.get_logger("seatlock_consumer")
@@ -34,28 +34,6 @@ if redis.call('EXISTS', KEYS[3]) == 0 then
   redis.call('SET', KEYS[2], ARGV[3], 'PXAT', ARGV[4])
 end
 """
-
-# (event id, keys, args) of one RedisOnce call.
-Call = tuple[str, Sequence[str], Sequence[Any]]
-
-
-class Effects(Protocol):
-    """Applies script calls once per event id, in one round trip (``RedisOnce``)."""
-
-    def apply_many(self, calls: Iterable[Call]) -> list[bool]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class RedisKeys:
-    """The key layout shared with payment-api and the cleanup consumer."""
-
-    prefix: str = ""
-
-    def seat_hold(self, seat_id: int) -> str:
-        return f"{self.prefix}seat:hold:{seat_id}"
-
-    def seat_released(self, reservation_id: int) -> str:
-        return f"{self.prefix}seat:released:{reservation_id}"
 
 
 def epoch_ms(moment: datetime) -> int:

@@ -7,11 +7,12 @@ import argparse
 from redis import Redis
 from ticketing_events.consumer import ConsumerRuntime
 from ticketing_events.logs import configure_logging
+from ticketing_events.redis_layout import REDIS_OUTAGE_ERRORS
 from ticketing_events.schemas import ReservationCreated
 from ticketing_events.settings import ConsumerSettings, KafkaSettings
 from ticketing_events.tracing import configure_tracing
 
-from seatlock_consumer.adapters import REDIS_OUTAGE_ERRORS, redis_client, seat_hold_effects
+from seatlock_consumer.adapters import redis_client, seat_hold_effects
 from seatlock_consumer.config import Settings
 from seatlock_consumer.handlers import RedisKeys, hold_seats
 
