@@ -30,9 +30,8 @@ class Settings(BaseSettings):
     api_host: str = "0.0.0.0"
     api_port: int = 8000
     api_workers: int = Field(default=1, ge=1)
-    # Threads running the (sync) endpoints per process; a request does short DB round trips,
-    # so a few threads keep the CPU busy and fewer fight over the GIL.
-    api_threads: int = Field(default=16, ge=1)
+    # Threads running the (sync) endpoints per process (anyio's default is 40).
+    api_threads: int = Field(default=40, ge=1)
 
     hold_seconds: int = Field(default=300, gt=0)
 

@@ -7,12 +7,12 @@ from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import Connection, Engine, insert
 
-from payment_api.adapters.tables import Concert, Schedule, Seat, User
+from payment_api.adapters.tables import Concert, Schedule, Seat, User, table_of
 
-concerts = Concert.__table__
-schedules = Schedule.__table__
-seats = Seat.__table__
-users = User.__table__
+concerts = table_of(Concert)
+schedules = table_of(Schedule)
+seats = table_of(Seat)
+users = table_of(User)
 
 
 @dataclass

@@ -16,9 +16,9 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from sqlalchemy import Connection, Engine, Update, bindparam, exists, func, insert, select, update
 from ticketing_events.schemas import Envelope
 
-from payment_api.adapters.tables import OutboxMessage
+from payment_api.adapters.tables import OutboxMessage, table_of
 
-outbox = OutboxMessage.__table__
+outbox = table_of(OutboxMessage)
 _W3C = TraceContextTextMapPropagator()
 _INSERT = insert(outbox)
 

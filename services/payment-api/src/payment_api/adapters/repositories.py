@@ -22,6 +22,7 @@ from payment_api.adapters.tables import (
     Seat,
     SoldOutRanking,
     User,
+    table_of,
 )
 from payment_api.domain.model import (
     PayableReservation,
@@ -30,14 +31,14 @@ from payment_api.domain.model import (
     SeatStatus,
 )
 
-concerts = Concert.__table__
-schedules = Schedule.__table__
-seats = Seat.__table__
-users = User.__table__
-reservations = Reservation.__table__
-payments = Payment.__table__
-idempotency_keys = IdempotencyKey.__table__
-sold_out_ranking = SoldOutRanking.__table__
+concerts = table_of(Concert)
+schedules = table_of(Schedule)
+seats = table_of(Seat)
+users = table_of(User)
+reservations = table_of(Reservation)
+payments = table_of(Payment)
+idempotency_keys = table_of(IdempotencyKey)
+sold_out_ranking = table_of(SoldOutRanking)
 
 
 @dataclass(frozen=True, slots=True)

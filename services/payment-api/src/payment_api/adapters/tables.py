@@ -20,6 +20,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+from sqlalchemy import Table as SATable
 from sqlalchemy.orm import registry
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -225,3 +226,8 @@ class SoldOutRanking(Table, table=True):
 
 
 processed_events = processed_events_table(metadata)
+
+
+def table_of(model: type[SQLModel]) -> SATable:
+    """The SQLAlchemy table behind a sqlmodel class, for Core statements."""
+    return model.__table__  # type: ignore[attr-defined, no-any-return]

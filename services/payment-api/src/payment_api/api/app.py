@@ -25,11 +25,13 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
-        svc = services or await run_in_threadpool(bootstrap, settings, instrument=instrument)
+        svc = services
+        if svc is None:
+            svc = await run_in_threadpool(bootstrap, settings, instrument=instrument)
         app.state.services = svc
         svc.start()
-        # What exists now lives as long as the process: keep it out of the collector's scans,
-        # which otherwise stall every request in flight for tens of milliseconds.
+        # What exists now lives as long as the process: keep it out of the collector's full
+        # scans, which run under the GIL and hold up every request in flight.
         gc.collect()
         gc.freeze()
         try:

@@ -148,7 +148,7 @@ def install(app: FastAPI, problem: Problem) -> None:
             f"http-{exc.status_code}",
             str(exc.detail),
             str(exc.detail),
-            headers=exc.headers,
+            headers=dict(exc.headers) if exc.headers else None,
         )
 
     @app.exception_handler(OperationalError)

@@ -8,6 +8,8 @@ Create Date: 2026-11-26
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -24,7 +26,7 @@ def _pk() -> sa.Column:  # type: ignore[type-arg]
     return sa.Column("id", ID, primary_key=True, autoincrement=True)
 
 
-def _unpublished(column: str) -> dict[str, sa.TextClause]:
+def _unpublished(column: str) -> dict[str, Any]:
     return {
         "postgresql_where": sa.text(f"{column} IS NULL"),
         "sqlite_where": sa.text(f"{column} IS NULL"),

@@ -1,0 +1,471 @@
+"""Rush benchmark of payment-api: queue -> reserve -> pay on PostgreSQL, outbox relay on.
+
+Starts ``payment-api serve`` in its own process (uvicorn, ``--workers``) on a private schema,
+prepares active tokens and held reservations, then sends ``POST /v1/payments`` as open-loop
+arrivals at a fixed rate (each request leaves at its scheduled time whatever the earlier
+ones are doing). Prints achieved payments/s, payment latency p50/p95/p99 (send -> response)
+and the outbox publish delay (commit -> Kafka ack, from the outbox row's created_at and
+published_at), then searches the highest rate whose payment p99 stays within 100 ms.
+Writes bench/results/api.json.
+
+    uv run python bench/api_bench.py [--rate 300] [--duration 30] [--workers 2] [--no-search]
+
+Needs the local infrastructure (``source infra/env.sh``; defaults match it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import sqlalchemy
+from payment_api.adapters.database import create_db_engine
+from payment_api.config import Settings
+from payment_api.migrations import upgrade
+from payment_api.seed import add_schedule, add_users
+
+RESULTS = Path(__file__).parent / "results" / "api.json"
+P99_LIMIT_MS = 100.0
+PRICE = 100
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+@dataclass
+class PhaseResult:
+    rate_per_s: float
+    duration_s: float
+    sent: int
+    succeeded: int
+    errors: int
+    achieved_per_s: float
+    payment_p50_ms: float
+    payment_p95_ms: float
+    payment_p99_ms: float
+    max_send_lag_ms: float
+    outbox_delay_p50_ms: float
+    outbox_delay_p99_ms: float
+    cpu_ms_per_payment: dict[str, float]
+    p99_ms_by_second: list[float]
+
+    def ok(self) -> bool:
+        return (
+            self.errors == 0
+            and self.payment_p99_ms <= P99_LIMIT_MS
+            and self.achieved_per_s >= 0.95 * self.rate_per_s
+        )
+
+
+class CpuMeter:
+    """CPU seconds used by the API processes, PostgreSQL, Kafka and this client (Linux /proc)."""
+
+    def __init__(self, server_pid: int) -> None:
+        self._server_pid = server_pid
+
+    @staticmethod
+    def _cpu(pid: str) -> float:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def _group(self, pid: str) -> str | None:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            parent = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
+        except OSError:
+            return None
+        if pid == str(os.getpid()):
+            return "client"
+        if str(self._server_pid) in (pid, parent):
+            return "api"
+        if cmdline.startswith("postgres"):
+            return "postgres"
+        if "kafka.Kafka" in cmdline:
+            return "kafka"
+        return None
+
+    def snapshot(self) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            group = self._group(pid)
+            if group is not None:
+                totals[group] = totals.get(group, 0.0) + self._cpu(pid)
+        return totals
+
+
+class Server:
+    """``payment-api serve`` in a child process."""
+
+    def __init__(self, env: dict[str, str], port: int, log: Path) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = log
+        with log.open("wb") as out:
+            self._process = subprocess.Popen(
+                [sys.executable, "-c", "from payment_api.entrypoint import main; main(['serve'])"],
+                env={**os.environ, **env, "API_HOST": "127.0.0.1", "API_PORT": str(port)},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("server not ready")
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def stop(self) -> None:
+        self._process.send_signal(signal.SIGTERM)
+        try:
+            self._process.wait(30)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def activate_tokens(client: httpx.AsyncClient, user_ids: list[int]) -> list[str]:
+    issued = await asyncio.gather(
+        *(client.post("/v1/queue/tokens", json={"user_id": u}) for u in user_ids)
+    )
+    tokens = [r.json()["token"] for r in issued]
+    deadline = time.monotonic() + 60
+    for token in tokens:
+        while (await client.get(f"/v1/queue/tokens/{token}")).json()["status"] != "active":
+            if time.monotonic() > deadline:
+                raise RuntimeError("tokens did not become active")
+            await asyncio.sleep(0.1)
+    return tokens
+
+
+async def reserve_all(
+    client: httpx.AsyncClient, tokens: list[str], seat_ids: list[int], concurrency: int = 48
+) -> list[tuple[str, int]]:
+    gate = asyncio.Semaphore(concurrency)
+
+    async def reserve(i: int, seat_id: int) -> tuple[str, int]:
+        token = tokens[i % len(tokens)]
+        async with gate:
+            r = await client.post(
+                "/v1/reservations",
+                json={"seat_id": seat_id},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+        if r.status_code != 201:
+            raise RuntimeError(f"reservation failed: {r.status_code} {r.text}")
+        return token, int(r.json()["reservation_id"])
+
+    return list(await asyncio.gather(*(reserve(i, s) for i, s in enumerate(seat_ids))))
+
+
+async def rush(
+    client: httpx.AsyncClient, pairs: list[tuple[str, int]], rate: float, in_flight: int
+) -> list[tuple[float, float, float, int]]:
+    """Open-loop: request i is due at start + i/rate. Returns (due, sent, done, status).
+
+    At most ``in_flight`` requests are outstanding: past that a due request waits (its
+    ``sent`` - ``due`` lag is reported), which keeps the client's own cost per request flat
+    instead of letting a server hiccup snowball into thousands of client connections.
+    """
+    gate = asyncio.Semaphore(in_flight)
+
+    async def pay(token: str, reservation_id: int, due: float) -> tuple[float, float, float, int]:
+        async with gate:
+            sent = time.perf_counter()
+            try:
+                r = await client.post(
+                    "/v1/payments",
+                    json={"reservation_id": reservation_id},
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                status = r.status_code
+            except httpx.HTTPError as exc:
+                print(f"  payment request failed: {exc!r}", flush=True)
+                status = 0
+            return due, sent, time.perf_counter(), status
+
+    start = time.perf_counter() + 0.2
+    tasks = []
+    for i, (token, reservation_id) in enumerate(pairs):
+        due = start + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(pay(token, reservation_id, due)))
+    return list(await asyncio.gather(*tasks))
+
+
+def wait_published(engine: sqlalchemy.Engine, timeout: float = 120) -> None:
+    """Wait until the relay has published every outbox row."""
+    deadline = time.monotonic() + timeout
+    with engine.connect() as conn:
+        while time.monotonic() < deadline:
+            pending = conn.execute(
+                sqlalchemy.text("select count(*) from outbox where published_at is null")
+            ).scalar()
+            conn.commit()
+            if pending == 0:
+                return
+            time.sleep(0.2)
+    raise RuntimeError("outbox not drained")
+
+
+def outbox_delays(engine: sqlalchemy.Engine, since: datetime) -> list[float]:
+    """Commit -> ack delay of the payment events written since ``since`` (waits for them)."""
+    wait_published(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sqlalchemy.text(
+                "select extract(epoch from published_at - created_at) * 1000 from outbox"
+                " where event_type = 'payment.success' and created_at >= :since"
+            ),
+            {"since": since},
+        )
+        return [float(r[0]) for r in rows]
+
+
+async def phase(
+    server: Server,
+    engine: sqlalchemy.Engine,
+    tokens: list[str],
+    rate: float,
+    duration: float,
+    in_flight: int = 128,
+) -> PhaseResult:
+    url = server.url
+    meter = CpuMeter(server.pid)
+    count = int(rate * duration)
+    with engine.begin() as conn:
+        _, _, seat_ids = add_schedule(
+            conn,
+            seats_count=count,
+            price=PRICE,
+            concert_date=date(2026, 12, 24),
+            sale_opened_at=datetime.now(UTC) - timedelta(minutes=1),
+            title=f"Bench {rate:.0f}/s",
+        )
+    limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+        pairs = await reserve_all(client, tokens, seat_ids)
+    await asyncio.to_thread(wait_published, engine)  # reservation events out before timing
+    # A fresh client: no connection left idle long enough for the server to be closing it.
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+        since = datetime.now(UTC)
+        cpu_before = meter.snapshot()
+        results = await rush(client, pairs, rate, in_flight)
+        cpu_after = meter.snapshot()
+    latencies = [(done - sent) * 1000 for _, sent, done, status in results if status == 201]
+    by_second: dict[int, list[float]] = {}
+    for due, sent, done, _ in results:
+        by_second.setdefault(int(due - results[0][0]), []).append((done - sent) * 1000)
+    errors = sum(1 for *_, status in results if status != 201)
+    first = min(scheduled for scheduled, *_ in results)
+    last = max(done for _, _, done, _ in results)
+    delays = outbox_delays(engine, since)
+    return PhaseResult(
+        rate_per_s=rate,
+        duration_s=duration,
+        sent=len(results),
+        succeeded=len(latencies),
+        errors=errors,
+        achieved_per_s=round(len(latencies) / (last - first), 1),
+        payment_p50_ms=round(percentile(latencies, 0.50), 2),
+        payment_p95_ms=round(percentile(latencies, 0.95), 2),
+        payment_p99_ms=round(percentile(latencies, 0.99), 2),
+        max_send_lag_ms=round(max(sent - scheduled for scheduled, sent, *_ in results) * 1000, 2),
+        outbox_delay_p50_ms=round(percentile(delays, 0.50), 2),
+        outbox_delay_p99_ms=round(percentile(delays, 0.99), 2),
+        p99_ms_by_second=[round(percentile(v, 0.99), 1) for _, v in sorted(by_second.items())],
+        cpu_ms_per_payment={
+            group: round((cpu_after[group] - cpu_before.get(group, 0.0)) / len(results) * 1000, 2)
+            for group in sorted(cpu_after)
+        },
+    )
+
+
+def show(result: PhaseResult) -> None:
+    print(
+        f"  rate {result.rate_per_s:.0f}/s: achieved {result.achieved_per_s}/s, "
+        f"payment p50/p95/p99 {result.payment_p50_ms}/{result.payment_p95_ms}/"
+        f"{result.payment_p99_ms} ms, errors {result.errors}, "
+        f"send lag max {result.max_send_lag_ms} ms, outbox delay p50/p99 "
+        f"{result.outbox_delay_p50_ms}/{result.outbox_delay_p99_ms} ms; "
+        f"CPU ms per payment {result.cpu_ms_per_payment}; "
+        f"seconds with p99 > 50 ms: {sum(p > 50 for p in result.p99_ms_by_second)}"
+        f"/{len(result.p99_ms_by_second)}",
+        flush=True,
+    )
+
+
+async def search(
+    server: Server, engine: sqlalchemy.Engine, tokens: list[str], main: PhaseResult, duration: float
+) -> float:
+    """Highest rate whose payment p99 stays within 100 ms: from the main run's rate, step by
+    25% up while it passes (or down until one passes), then bisect twice."""
+    passing, failing = (main.rate_per_s, None) if main.ok() else (0.0, main.rate_per_s)
+    rate = main.rate_per_s * (1.25 if main.ok() else 0.8)
+    for _ in range(8):
+        result = await phase(server, engine, tokens, rate, duration)
+        show(result)
+        if result.ok():
+            passing = max(passing, rate)
+            if failing is not None:
+                break
+            rate *= 1.25
+        else:
+            failing = rate
+            if passing:
+                break
+            rate *= 0.8
+    for _ in range(2):
+        if failing is None or not passing or failing - passing < 20:
+            break
+        rate = round((passing + failing) / 2)
+        result = await phase(server, engine, tokens, rate, duration)
+        show(result)
+        if result.ok():
+            passing = rate
+        else:
+            failing = rate
+    return passing
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, float]:
+    run = uuid.uuid4().hex[:8]
+    schema = f"payment_bench_{run}"
+    base = Settings()
+    settings = base.model_copy(update={"database_schema": schema})
+    upgrade(settings)
+    engine = create_db_engine(settings)
+    env = {
+        "DATABASE_SCHEMA": schema,
+        "DATABASE_POOL_SIZE": "20",
+        "DATABASE_MAX_OVERFLOW": "20",
+        "REDIS_KEY_PREFIX": f"bench:{run}:",
+        "API_WORKERS": str(args.workers),
+        "QUEUE_ACTIVE_TTL_S": "3600",
+        "QUEUE_ACTIVATE_BATCH": "1000",
+        "QUEUE_ACTIVATE_INTERVAL_S": "0.2",
+        "LOG_LEVEL": "WARNING",
+    }
+    if not args.tracing:
+        env["OTEL_SDK_DISABLED"] = "true"
+    log = Path(tempfile.gettempdir()) / f"payment-api-bench-{run}.log"
+    print(f"server log: {log}")
+    server = Server(env, free_port(), log)
+    try:
+        server.wait_ready()
+        with engine.begin() as conn:
+            users = add_users(conn, args.users, points=10**12, name=f"bench-{run}")
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            tokens = await activate_tokens(client, users)
+        print(
+            f"payment-api bench: {args.workers} worker(s), tracing "
+            f"{'on' if args.tracing else 'off'}, load average before {os.getloadavg()[0]:.2f}",
+            flush=True,
+        )
+        main = await phase(server, engine, tokens, args.rate, args.duration)
+        show(main)
+        max_rate = float("nan")
+        if args.search:
+            print(f"searching the highest rate with payment p99 <= {P99_LIMIT_MS:.0f} ms:")
+            max_rate = await search(server, engine, tokens, main, args.search_duration)
+            print(f"  max rate with p99 <= {P99_LIMIT_MS:.0f} ms: {max_rate:.0f}/s")
+    finally:
+        server.stop()
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        engine.dispose()
+    summary = {
+        "rate_per_s": main.rate_per_s,
+        "achieved_per_s": main.achieved_per_s,
+        "payment_p50_ms": main.payment_p50_ms,
+        "payment_p95_ms": main.payment_p95_ms,
+        "payment_p99_ms": main.payment_p99_ms,
+        "outbox_delay_p50_ms": main.outbox_delay_p50_ms,
+        "outbox_delay_p99_ms": main.outbox_delay_p99_ms,
+        "max_rate_p99_under_100ms": max_rate,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(
+        json.dumps(
+            {
+                **summary,
+                "details": {
+                    "main": asdict(main),
+                    "workers": args.workers,
+                    "tracing": args.tracing,
+                    "duration_s": args.duration,
+                },
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--rate", type=float, default=300.0, help="payments per second")
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds of payments")
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    parser.add_argument("--users", type=int, default=500, help="users (one token each)")
+    parser.add_argument("--search", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--search-duration", type=float, default=10.0)
+    parser.add_argument(
+        "--tracing",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="export traces over OTLP (OTEL_* variables) while measuring",
+    )
+    args = parser.parse_args()
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    summary = asyncio.run(main_async(args))
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
