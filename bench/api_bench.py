@@ -32,6 +32,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import redis
 import sqlalchemy
 from payment_api.adapters.database import create_db_engine
 from payment_api.config import Settings
@@ -411,6 +412,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, float]:
         with engine.begin() as conn:
             conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         engine.dispose()
+        client = redis.Redis.from_url(base.redis_url)
+        for key in client.scan_iter(f"bench:{run}:*"):
+            client.delete(key)
+        client.close()
     summary = {
         "rate_per_s": main.rate_per_s,
         "achieved_per_s": main.achieved_per_s,

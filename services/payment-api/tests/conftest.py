@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 import sqlalchemy
 import uvicorn
 from confluent_kafka import Consumer, Message, TopicPartition
@@ -43,7 +44,9 @@ def pg_schema(database_url: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def settings(database_url: str, redis_url: str, kafka_bootstrap: str, pg_schema: str) -> Settings:
+def settings(
+    database_url: str, redis_url: str, kafka_bootstrap: str, pg_schema: str
+) -> Iterator[Settings]:
     """Settings for this session's schema and key prefix, with the schema migrated."""
     settings = Settings(
         database_url=database_url,
@@ -60,7 +63,11 @@ def settings(database_url: str, redis_url: str, kafka_bootstrap: str, pg_schema:
         log_level="WARNING",
     )
     upgrade(settings)
-    return settings
+    yield settings
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter(f"{settings.redis_key_prefix}*"):
+        client.delete(key)
+    client.close()
 
 
 @pytest.fixture(scope="session")
