@@ -10,11 +10,13 @@ from cleanup_consumer.handlers import (
     Call,
     RedisKeys,
     failure_call,
+    release_after_failure,
     release_after_success,
     success_call,
 )
 from opentelemetry.context import Context
 from ticketing_events.consumer import Delivery
+from ticketing_events.schemas import FailureReason
 from ticketing_events.testing import payment_failed, payment_succeeded
 
 KEYS = RedisKeys("p:")
@@ -56,3 +58,13 @@ def test_a_batch_is_one_round_trip_in_order():
     effects = RecordingEffects()
     release_after_success(effects, KEYS, 60)(batch)  # type: ignore[arg-type]
     assert [[c[0] for c in trip] for trip in effects.round_trips] == [[e.event_id for e in events]]
+
+
+def test_another_users_failed_attempt_leaves_the_owners_hold_alone():
+    intruder = payment_failed(1, FailureReason.NOT_OWNER)
+    owner_failure = payment_failed(2)
+    events = [intruder, owner_failure]
+    batch = [Delivery(e, e.TYPE, 0, i, Context(), None) for i, e in enumerate(events)]
+    effects = RecordingEffects()
+    release_after_failure(effects, KEYS, 60)(batch)  # type: ignore[arg-type]
+    assert [[c[0] for c in trip] for trip in effects.round_trips] == [[owner_failure.event_id]]

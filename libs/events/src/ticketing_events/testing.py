@@ -301,13 +301,15 @@ def payment_succeeded(n: int = 1) -> PaymentSucceeded:
     return PaymentSucceeded.new(payload, producer="tests")
 
 
-def payment_failed(n: int = 1) -> PaymentFailed:
+def payment_failed(
+    n: int = 1, reason: FailureReason = FailureReason.INSUFFICIENT_POINTS
+) -> PaymentFailed:
     payload = PaymentFailedPayload(
         **_ids(n),
         payment_id=90_000 + n,
         amount=150_000,
         points_deducted=0,
-        reason=FailureReason.INSUFFICIENT_POINTS,
+        reason=reason,
         failed_at=NOW,
     )
     return PaymentFailed.new(payload, producer="tests")

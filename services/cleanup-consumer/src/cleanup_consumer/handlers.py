@@ -8,6 +8,8 @@ Rule, once per event:
   ``seat:released:{reservation_id}``.
 - ``payment.failed``: release the seat hold the same way (the seat is free again) and write
   the tombstone, but leave the queue token active so the fan can retry.
+- ``payment.failed`` with reason ``not_owner``: nothing. The payer was not the reservation's
+  owner, so the owner's hold and reservation stay as they are.
 
 The tombstone stops a ``reservation.created`` handled after the payment (topics are
 independent) from holding the seat again; the seatlock consumer checks it in the same script
@@ -22,7 +24,7 @@ import structlog
 from ticketing_events.consumer import Delivery
 from ticketing_events.idempotency import Call, Effects
 from ticketing_events.redis_layout import RedisKeys
-from ticketing_events.schemas import PaymentFailed, PaymentSucceeded
+from ticketing_events.schemas import FailureReason, PaymentFailed, PaymentSucceeded
 
 log = structlog.get_logger("cleanup_consumer")
 
@@ -82,10 +84,15 @@ def release_after_success(
 def release_after_failure(
     effects: Effects, keys: RedisKeys, tombstone_ttl_s: int
 ) -> Callable[[Sequence[Delivery[PaymentFailed]]], None]:
-    """The ``payment.failed`` batch handler: one pipelined round trip per batch."""
+    """The ``payment.failed`` batch handler: one pipelined round trip per batch, skipping
+    another user's attempt (``not_owner``)."""
 
     def handle(batch: Sequence[Delivery[PaymentFailed]]) -> None:
-        applied = effects.apply_many(failure_call(d.event, keys, tombstone_ttl_s) for d in batch)
+        applied = effects.apply_many(
+            failure_call(d.event, keys, tombstone_ttl_s)
+            for d in batch
+            if d.event.payload.reason is not FailureReason.NOT_OWNER
+        )
         _log_batch(FAILED, applied)
 
     return handle

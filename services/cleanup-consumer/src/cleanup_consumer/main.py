@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
+from contextlib import ExitStack
 
 from redis import Redis
 from ticketing_events.consumer import ConsumerRuntime
-from ticketing_events.logs import configure_logging
 from ticketing_events.redis_layout import REDIS_OUTAGE_ERRORS
 from ticketing_events.schemas import PaymentFailed, PaymentSucceeded
+from ticketing_events.service import run_consumer, service_cli
 from ticketing_events.settings import ConsumerSettings, KafkaSettings
-from ticketing_events.tracing import configure_tracing
 
 from cleanup_consumer.adapters import redis_client, release_effects
 from cleanup_consumer.config import Settings
@@ -40,25 +39,21 @@ def build_runtime(
     )
 
 
-def run(settings: Settings) -> None:
-    """Consume until SIGTERM/SIGINT: finish the batch, commit, leave the group."""
-    configure_logging(settings.service_name, settings.log_level)
-    configure_tracing(settings.service_name)
-    client = redis_client(settings)
-    try:
-        build_runtime(settings, client).run(install_signal_handlers=True)
-    finally:
-        client.close()
+def run() -> None:
+    settings = Settings()
+
+    def build(stack: ExitStack) -> ConsumerRuntime:
+        client = stack.enter_context(redis_client(settings))
+        return build_runtime(settings, client)
+
+    run_consumer(settings, build)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="cleanup-consumer", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("run", help="consume payment results and clean up Redis")
-    args = parser.parse_args(argv)
-    if args.command == "run":
-        run(Settings())
-
+main = service_cli(
+    "cleanup-consumer",
+    __doc__,
+    {"run": ("consume payment results and clean up Redis", run)},
+)
 
 if __name__ == "__main__":
     main()
