@@ -6,7 +6,7 @@ ENV := source infra/env.sh &&
 UV = $(shell scripts/ensure-uv.sh)
 PYTEST_ARGS ?=
 
-.PHONY: help install infra-install infra-up infra-down infra-status topics test test-unit lint bench-consumer bench-api
+.PHONY: help install infra-install infra-up infra-down infra-status topics test test-unit lint bench-consumer bench-consumers bench-api
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ lint: ## ruff and mypy (strict on libs/events)
 
 bench-consumer: install infra-up ## consumer runtime throughput against a bare loop and FastStream
 	$(ENV) $(UV) run python bench/consumer_bench.py
+
+bench-consumers: install infra-up ## each post-payment service's events/s on a backlog, one instance each
+	$(ENV) $(UV) run python bench/consumers_bench.py $(BENCH_ARGS)
 
 bench-api: install infra-up ## payment-api rush: open-loop payments/s, latency percentiles, outbox delay
 	$(ENV) $(UV) run python bench/api_bench.py
