@@ -7,7 +7,13 @@ import uuid
 import pytest
 import redis
 import sqlalchemy as sa
-from ticketing_events.idempotency import RedisOnce, claim, processed_events_table
+from ticketing_events.idempotency import (
+    RedisOnce,
+    claim,
+    claim_each,
+    claim_many,
+    processed_events_table,
+)
 
 
 @pytest.mark.redis
@@ -52,3 +58,15 @@ def test_sql_claim_commits_and_rolls_back_with_the_effect(database_url):
     finally:
         metadata.drop_all(engine)
         engine.dispose()
+
+
+def test_sql_claim_each_takes_a_batch_once_per_event_id(tmp_path):
+    engine = sa.create_engine(f"sqlite:///{tmp_path}/processed.db")
+    metadata = sa.MetaData()
+    processed = processed_events_table(metadata)
+    metadata.create_all(engine)
+    with engine.begin() as conn:
+        assert claim_each(conn, processed, "g", ["b", "a", "b"], str) == ["b", "a"]
+        assert claim_each(conn, processed, "g", ["a", "c"], str) == ["c"]
+        assert claim_many(conn, processed, "other-group", ["a", "c"]) == {"a", "c"}
+    engine.dispose()

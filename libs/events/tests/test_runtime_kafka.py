@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Sequence
 
 import pytest
 from confluent_kafka import Producer
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
-from ticketing_events.consumer import ConsumerRuntime, Delivery, PermanentError, each
+from ticketing_events.consumer import (
+    BatchFailures,
+    ConsumerRuntime,
+    Delivery,
+    PermanentError,
+    RetriesExhausted,
+    each,
+)
 from ticketing_events.producer import EventProducer
 from ticketing_events.schemas import Envelope, PaymentFailed, PaymentSucceeded
 from ticketing_events.settings import KafkaSettings
@@ -179,6 +187,47 @@ def test_batches_are_dispatched_by_type_and_a_failing_event_is_isolated(kafka_bo
     assert bad.event_id not in applied
     assert max(batches[SUCCESS]) > 1  # batches really are batches
     assert runtime.stats.dead_lettered == 1
+
+
+def test_a_batch_handler_reports_failures_per_event_and_only_those_are_retried(
+    kafka_bootstrap, harness
+):
+    group = harness.group([SUCCESS])
+    events = [payment_succeeded(i) for i in range(20)]
+    rejected, flaky, outage, spent = (e.event_id for e in events[3:7])
+    calls: Counter[str] = Counter()
+
+    def handle(batch: Sequence[Delivery[PaymentSucceeded]]) -> None:
+        failures: dict[int, Exception] = {}
+        for i, delivery in enumerate(batch):
+            event_id = delivery.event.event_id
+            calls[event_id] += 1
+            if event_id == rejected:
+                failures[i] = PermanentError("never")
+            elif event_id == spent:
+                failures[i] = RetriesExhausted("the handler's own budget is spent")
+            elif event_id == flaky and calls[event_id] == 1:
+                failures[i] = RuntimeError("once")
+            elif event_id == outage and calls[event_id] <= 2:
+                failures[i] = ConnectionError("down")
+        if failures:
+            raise BatchFailures(failures)
+
+    EventProducer(kafka_bootstrap, client_id="test").publish(events)
+    runtime = ConsumerRuntime(
+        group,
+        {PaymentSucceeded: handle},
+        kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap),
+        settings=harness.consumer_settings(),
+        outage_errors=(ConnectionError,),
+    )
+    with harness.running(runtime):
+        harness.wait_until(lambda: runtime.stats.dead_lettered == 2, what="two dead letters")
+        harness.wait_consumed(group, [SUCCESS])
+    ours = {e.event_id: calls[e.event_id] for e in events}
+    assert ours == {**dict.fromkeys(ours, 1), flaky: 2, outage: 3}, "successes are not resent"
+    assert runtime.stats.by_reason == {"rejected": 1, "retries_exhausted": 1}
+    assert runtime.stats.handled >= 18
 
 
 def test_dependency_outage_is_ridden_out_without_dead_letters(kafka_bootstrap, harness):

@@ -34,7 +34,8 @@ from ticketing_events.schemas import SUPPORTED_PREFIX, Envelope
 from ticketing_events.settings import ConsumerSettings, KafkaSettings
 from ticketing_events.topics import TOPIC_EVENTS, dlq_topic
 
-log = structlog.get_logger("ticketing_events.consumer")
+_logger = logging.getLogger("ticketing_events.consumer")
+log = structlog.get_logger(_logger.name)
 
 E = TypeVar("E", bound=Envelope)
 
@@ -44,6 +45,23 @@ _NO_CONTEXT = Context()
 
 class PermanentError(Exception):
     """The handler can never process this event: dead-letter it at once, without retries."""
+
+
+class RetriesExhausted(PermanentError):
+    """The handler spent its own retry budget on this event: dead-letter it at once."""
+
+
+class BatchFailures(Exception):
+    """Raised by a batch handler that finished some events and failed others.
+
+    ``failures`` maps a failed event's index in the batch to its error; every event not named
+    is done. The runtime retries or dead-letters only the failed events, one at a time, as it
+    does any event's error (``PermanentError`` at once, outage errors with consumption paused).
+    """
+
+    def __init__(self, failures: Mapping[int, Exception]) -> None:
+        super().__init__(f"{len(failures)} event(s) failed")
+        self.failures = dict(failures)
 
 
 class DeadLetterReason(StrEnum):
@@ -239,6 +257,8 @@ class ConsumerRuntime:
             self._dispatch(items)
             self._dead_letter_until_acked([i for i in items if i.dead_letter is not None])
             self._mark_handled(items)
+            if _logger.isEnabledFor(logging.DEBUG):
+                self._log_handled(items)
         except _Abandoned:
             log.info("batch left uncommitted", group=self.group, size=len(items))
         finally:
@@ -309,18 +329,28 @@ class ConsumerRuntime:
             self._handle(self._handlers[event_type], group)
 
     def _handle(self, handler: BatchHandler, group: list[_Item]) -> None:
-        """Run the batch; on a handler error fall back to one event at a time to isolate it."""
+        """Run the batch, then retry what failed: the events a ``BatchFailures`` named, or,
+        after an error of the whole batch, each event alone to isolate the bad one."""
         error = self._attempt(handler, group)
         if error is None:
             return
-        if len(group) == 1:
+        if isinstance(error, _Failed):
+            for item, item_error in error.items:
+                self._retry_single(handler, item, item_error)
+        elif len(group) == 1:
             self._retry_single(handler, group[0], error)
-            return
-        for item in group:
-            self._handle(handler, [item])
+        else:
+            for item in group:
+                self._handle(handler, [item])
 
     def _attempt(self, handler: BatchHandler, group: list[_Item]) -> Exception | None:
-        """Call the handler, riding out dependency outages; return the error it ended with."""
+        """Call the handler, riding out dependency outages; return the error it ended with.
+
+        After a ``BatchFailures`` only its failed events stay in play, and the error returned
+        names each failed event (``_Failed``; for a group of one, that event's own error).
+        """
+        single = len(group) == 1
+        failed: list[tuple[_Item, Exception]] = []  # events settled with an error
         outage_started: float | None = None
         outage_attempt = 0
         while True:
@@ -328,23 +358,56 @@ class ConsumerRuntime:
                 group[0].attempts += 1
             try:
                 handler([item.delivery for item in group])  # type: ignore[misc]
-                self.stats.handled += len(group)
-                return None
+            except BatchFailures as exc:
+                named = [(group[i], e) for i, e in exc.failures.items() if 0 <= i < len(group)]
+                if len(named) != len(exc.failures):
+                    return self._settle(single, failed, group, exc)  # not this batch's indices
+                self.stats.handled += len(group) - len(named)
+                if len(group) > 1:
+                    for item, _ in named:
+                        item.attempts += 1
+                failed += [(i, e) for i, e in named if not isinstance(e, self._outage_errors)]
+                group = [i for i, e in named if isinstance(e, self._outage_errors)]
+                if not group:
+                    return self._settle(single, failed)
+                outage: BaseException = named[0][1]
             except self._outage_errors as exc:
-                now = time.monotonic()
-                outage_started = outage_started or now
-                if now - outage_started > self.settings.outage_retry_limit_s:
-                    return exc if isinstance(exc, Exception) else RuntimeError(str(exc))
-                outage_attempt += 1
-                self.stats.retries += 1
-                log.warning("dependency unavailable, pausing", error=_short(exc), group=self.group)
-                delay = backoff_delay(
-                    outage_attempt, self.settings.backoff_initial_s, self.settings.backoff_max_s
-                )
-                if not self._wait(delay) or not self._still_assigned(group):
-                    raise _Abandoned() from exc
+                outage = exc
             except Exception as exc:
-                return exc
+                return self._settle(single, failed, group, exc)
+            else:
+                self.stats.handled += len(group)
+                return self._settle(single, failed)
+            now = time.monotonic()
+            outage_started = outage_started or now
+            if now - outage_started > self.settings.outage_retry_limit_s:
+                error = outage if isinstance(outage, Exception) else RuntimeError(str(outage))
+                return self._settle(single, failed, group, error)
+            outage_attempt += 1
+            self.stats.retries += 1
+            log.warning("dependency unavailable, pausing", error=_short(outage), group=self.group)
+            delay = backoff_delay(
+                outage_attempt, self.settings.backoff_initial_s, self.settings.backoff_max_s
+            )
+            if not self._wait(delay) or not self._still_assigned(group):
+                raise _Abandoned() from outage
+
+    @staticmethod
+    def _settle(
+        single: bool,
+        failed: list[tuple[_Item, Exception]],
+        group: list[_Item] | None = None,
+        error: Exception | None = None,
+    ) -> Exception | None:
+        """The outcome of ``_attempt``: ``error`` of the whole ``group`` stays one error while
+        no event was singled out; otherwise every failed event is named with its own error."""
+        if error is not None and group is not None:
+            if not failed:
+                return error
+            failed = failed + [(item, error) for item in group]
+        if not failed:
+            return None
+        return failed[0][1] if single else _Failed(failed)
 
     def _retry_single(self, handler: BatchHandler, item: _Item, error: Exception) -> None:
         while not isinstance(error, PermanentError) and item.attempts < self.settings.max_attempts:
@@ -360,7 +423,7 @@ class ConsumerRuntime:
             error = next_error
         reason = (
             DeadLetterReason.REJECTED
-            if isinstance(error, PermanentError)
+            if isinstance(error, PermanentError) and not isinstance(error, RetriesExhausted)
             else DeadLetterReason.RETRIES_EXHAUSTED
         )
         item.dead_letter = (reason, _short(error))
@@ -513,6 +576,28 @@ class ConsumerRuntime:
             self._brokers_down = True
         log.warning("kafka client error", error=str(err), group=self.group)
 
+    @staticmethod
+    def _log_handled(items: list[_Item]) -> None:
+        """One debug line per event handled, with its trace: find a payment in the logs."""
+        for item in items:
+            if item.delivery is None or item.dead_letter is not None:
+                continue
+            ids = {}
+            if item.span is not None:
+                ctx = item.span.get_span_context()
+                ids = {
+                    "trace_id": format(ctx.trace_id, "032x"),
+                    "span_id": format(ctx.span_id, "016x"),
+                }
+            log.debug(
+                "event handled",
+                event_id=item.delivery.event.event_id,
+                event_type=item.delivery.event.event_type,
+                partition=item.partition,
+                offset=item.offset,
+                **ids,
+            )
+
     def _end_span(self, item: _Item) -> None:
         if item.span is None:
             return
@@ -525,6 +610,14 @@ class ConsumerRuntime:
 
 class _Abandoned(Exception):
     """The batch's partitions moved away, or we are stopping: leave it uncommitted."""
+
+
+class _Failed(Exception):
+    """The events of a batch that failed, each with its own error."""
+
+    def __init__(self, items: list[tuple[_Item, Exception]]) -> None:
+        super().__init__(f"{len(items)} event(s) failed")
+        self.items = items
 
 
 def _rejection(value: bytes, exc: ValidationError) -> tuple[DeadLetterReason, str]:

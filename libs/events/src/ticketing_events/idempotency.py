@@ -2,15 +2,15 @@
 
 - Redis: ``RedisOnce`` wraps a Lua effect in a script that first sets the dedupe key with NX;
   the check and the effect run as one script, so Redis never sees one without the other.
-- SQL: ``claim`` inserts a processed-event row in the caller's transaction; the effect commits
-  or rolls back with it.
+- SQL: ``claim`` (one event) and ``claim_many`` (a batch, one statement) insert processed-event
+  rows in the caller's transaction; the effect commits or rolls back with it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 DEFAULT_TTL_S = 7 * 24 * 3600  # longer than the topics' retention: a redelivery finds its key
+
+T = TypeVar("T")
 
 # (event id, keys, args) of one RedisOnce call.
 Call = tuple[str, Sequence[str], Sequence[Any]]
@@ -115,16 +117,40 @@ def processed_events_table(metadata: MetaData, name: str = "processed_events") -
 
 def claim(db: Session | Connection, table: Table, group: str, event_id: str) -> bool:
     """Insert the processed-event row in the caller's transaction; False when it was there."""
-    values = {"consumer_group": group, "event_id": event_id, "processed_at": datetime.now(UTC)}
+    return bool(claim_many(db, table, group, [event_id]))
+
+
+def claim_many(
+    db: Session | Connection, table: Table, group: str, event_ids: Iterable[str]
+) -> set[str]:
+    """Insert the processed-event rows of ``event_ids`` with one statement in the caller's
+    transaction; return the ids that were not there yet, the ones to apply now."""
+    from ticketing_events.db import upsert
+
+    ids = sorted(set(event_ids))  # the same order in every replica: no deadlock between them
+    if not ids:
+        return set()
+    now = datetime.now(UTC)
+    rows = [{"consumer_group": group, "event_id": i, "processed_at": now} for i in ids]
     dialect = db.get_bind().dialect.name if hasattr(db, "get_bind") else db.dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
+    stmt = upsert(dialect, table).values(rows).on_conflict_do_nothing()
+    return set(db.execute(stmt.returning(table.c.event_id)).scalars())
 
-        stmt: Any = pg_insert(table).values(values).on_conflict_do_nothing()
-    elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        stmt = sqlite_insert(table).values(values).on_conflict_do_nothing()
-    else:
-        raise NotImplementedError(f"claim() does not support {dialect}")
-    return db.execute(stmt.returning(table.c.event_id)).first() is not None
+def claim_each(
+    db: Session | Connection,
+    table: Table,
+    group: str,
+    items: Iterable[T],
+    event_id: Callable[[T], str],
+) -> list[T]:
+    """``claim_many`` for a batch: the items to apply now, in order, each event id once (a
+    batch may hold the same event twice)."""
+    items = list(items)
+    claimed = claim_many(db, table, group, map(event_id, items))
+    fresh = []
+    for item in items:
+        if event_id(item) in claimed:
+            claimed.discard(event_id(item))
+            fresh.append(item)
+    return fresh

@@ -2,12 +2,15 @@
 
 ``queue:active:{token_id}`` is written by payment-api (token_id = sha256 of the bearer token,
 the events' ``queue_token_id``); ``seat:hold:{seat_id}`` by the seatlock consumer;
-``seat:released:{reservation_id}`` (the tombstone) by the cleanup consumer.
+``seat:released:{reservation_id}`` (the tombstone) by the cleanup consumer;
+``ranking:sold-out:{concert_date}`` (a view of the database's ``sold_out_ranking``) by the
+ranking consumer.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 import redis
 from redis import Redis
@@ -32,6 +35,14 @@ class RedisKeys:
 
     def queue_active(self, token_id: str) -> str:
         return f"{self.prefix}queue:active:{token_id}"
+
+    def sold_out_ranking(self, concert_date: date) -> str:
+        """Sorted set of the schedule ids sold out on that date, score = seconds to sell out."""
+        return f"{self.prefix}ranking:sold-out:{concert_date.isoformat()}"
+
+    def sold_out_rankings(self) -> str:
+        """SCAN pattern of every ``sold_out_ranking`` key."""
+        return f"{self.prefix}ranking:sold-out:*"
 
 
 def redis_client(url: str, timeout_s: float) -> Redis:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
+from typing import Protocol
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -53,9 +54,13 @@ def run_consumer(settings: ServiceSettings, build: Callable[[ExitStack], Consume
         build(stack).run(install_signal_handlers=True)
 
 
+class Main(Protocol):
+    def __call__(self, argv: list[str] | None = None) -> None: ...
+
+
 def service_cli(
     prog: str, description: str | None, commands: Mapping[str, tuple[str, Callable[[], None]]]
-) -> Callable[[list[str] | None], None]:
+) -> Main:
     """A command line of subcommands, ``{name: (help, function)}``, e.g. ``run``."""
 
     def main(argv: list[str] | None = None) -> None:

@@ -2,22 +2,35 @@
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from ticketing_events.consumer import ConsumerRuntime
+from ticketing_events.producer import EventProducer
 from ticketing_events.schemas import (
     Envelope,
     FailureReason,
@@ -30,6 +43,9 @@ from ticketing_events.schemas import (
 )
 from ticketing_events.settings import ConsumerSettings, KafkaSettings
 from ticketing_events.topics import dlq_topic, ensure_topics
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 T = TypeVar("T")
 _TRANSIENT = {
@@ -213,6 +229,20 @@ class Harness:
 
         self.wait_until(caught_up, timeout, what=f"{group} to consume {list(topics)}")
 
+    def publish_poison(self, topic: str) -> bytes:
+        """Publish a message no consumer can decode, unique to this test; returns its value."""
+        value = f"not json {self.prefix}{uuid.uuid4().hex}".encode()
+        producer = Producer({"bootstrap.servers": self.bootstrap})
+        producer.produce(topic, key=b"poison", value=value)
+        producer.flush(10)
+        return value
+
+    def dead_letters(
+        self, start: dict[tuple[str, int], int], value: bytes, count: int
+    ) -> list[Message]:
+        """The messages of ``value`` among the first ``count`` after ``start`` (a DLQ's)."""
+        return [m for m in read_from(self.bootstrap, start, count=count) if m.value() == value]
+
     def processed(self, group: str, event_id: str) -> bool:
         """Whether ``group`` applied ``event_id`` (RedisOnce's dedupe key exists)."""
         return bool(self.redis.exists(f"processed:{group}:{event_id}"))
@@ -270,6 +300,204 @@ class RedisServer:
             self.process.terminate()
             self.process.wait(10)
             self.process = None
+
+
+class TcpProxy:
+    """Forwards a local port to ``host:port``. ``stop()`` drops every connection and refuses
+    new ones (the server looks gone), ``start()`` serves again on the same port."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self._running = threading.Event()
+        self._listener: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._sockets: set[socket.socket] = set()
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        self._listener.settimeout(0.1)
+        self._running.set()
+        self._thread = threading.Thread(target=self._accept, args=(self._listener,), daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._running.clear()
+        if self._thread is not None:
+            self._thread.join(5)
+        if self._listener is not None:
+            self._listener.close()
+        with self._lock:
+            for s in self._sockets:
+                with suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                s.close()
+            self._sockets.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while self._running.is_set():
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            client.settimeout(None)
+            upstream.settimeout(None)
+            with self._lock:
+                self._sockets |= {client, upstream}
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        with suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        with suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+
+@contextmanager
+def database_proxy(database_url: str) -> Iterator[tuple[TcpProxy, str]]:
+    """A running ``TcpProxy`` to the database of ``database_url``, and the URL through it."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    proxy.start()
+    try:
+        yield proxy, url.set(host="127.0.0.1", port=proxy.port).render_as_string(False)
+    finally:
+        proxy.stop()
+
+
+@dataclass(frozen=True)
+class Database:
+    """A PostgreSQL schema of one test session, and an engine on it."""
+
+    url: str
+    schema: str
+    engine: Engine
+
+
+@contextmanager
+def migrated_schema(
+    database_url: str, prefix: str, migrate: Callable[[str], None]
+) -> Iterator[Database]:
+    """A fresh schema, migrated by ``migrate(schema)``; dropped with its tables after."""
+    import sqlalchemy
+
+    from ticketing_events.db import create_db_engine
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    engine = create_db_engine(database_url, schema=name)
+    try:
+        migrate(name)
+        yield Database(database_url, name, engine)
+    finally:
+        engine.dispose()
+        admin = sqlalchemy.create_engine(database_url)
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+        admin.dispose()
+
+
+def processed_event_ids(engine: Engine, group: str) -> set[str]:
+    """The event ids ``group`` claimed in the ``processed_events`` table."""
+    import sqlalchemy
+
+    query = "select event_id from processed_events where consumer_group = :g"
+    with engine.connect() as conn:
+        return set(conn.execute(sqlalchemy.text(query), {"g": group}).scalars())
+
+
+# -- a service's real entrypoint --------------------------------------------------------
+
+
+def start_service(entrypoint: str, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    """``<entrypoint> run`` (installed next to this Python) with small batches, quiet logs."""
+    defaults = {
+        "CONSUMER_BATCH_SIZE": "20",
+        "CONSUMER_POLL_TIMEOUT_S": "0.2",
+        "CONSUMER_HEALTH_PORT": "0",
+        "CONSUMER_SESSION_TIMEOUT_MS": "6000",
+        "OTEL_SDK_DISABLED": "true",
+        "LOG_LEVEL": "WARNING",
+    }
+    command = [str(Path(sys.executable).with_name(entrypoint)), "run"]
+    return subprocess.Popen(
+        command, env={**os.environ, **defaults, **env}, stdout=subprocess.DEVNULL
+    )
+
+
+def sigterm(process: subprocess.Popen[bytes], timeout: float = 30) -> int:
+    """Send SIGTERM and return the exit code; kill the process if it does not exit."""
+    try:
+        process.send_signal(signal.SIGTERM)
+        return process.wait(timeout)
+    finally:
+        process.kill()
+
+
+def committed_event_ids(
+    bootstrap_servers: str, group: str, topic: str, start: dict[tuple[str, int], int]
+) -> set[str]:
+    """Ids of the events on ``topic`` from ``start`` up to ``group``'s committed offsets."""
+    committed = committed_offsets(bootstrap_servers, group, [topic])
+    ends = end_offsets(bootstrap_servers, [topic])
+    total = sum(ends[tp] - start[tp] for tp in start)
+    messages = read_from(bootstrap_servers, start, count=total, timeout=60)
+    assert len(messages) == total, f"read {len(messages)} of {total} messages"
+    return {
+        _event_id(m)
+        for m in messages
+        if (m.offset() or 0) < committed[(str(m.topic()), m.partition() or 0)]
+    }
+
+
+def _event_id(message: Message) -> str:
+    headers: dict[str, bytes] = dict(message.headers() or ())  # type: ignore[arg-type]
+    return headers.get("event_id", b"").decode()
+
+
+def check_sigterm_mid_stream(
+    harness: Harness,
+    group: str,
+    events: Sequence[Envelope],
+    start: Callable[[], subprocess.Popen[bytes]],
+    applied: Callable[[], set[str]],
+) -> None:
+    """SIGTERM the service mid-stream: it exits 0 having committed exactly the events it
+    applied (nothing lost, nothing left to redo); restarted, it applies the rest.
+
+    ``start`` runs the service in ``group``; ``applied`` tells the event ids it applied.
+    """
+    topic = events[0].TYPE
+    start_offsets = committed_offsets(harness.bootstrap, group, [topic])
+    EventProducer(harness.bootstrap, client_id="test").publish(list(events))
+    ours = {e.event_id for e in events}
+
+    def ours_applied() -> set[str]:  # other suites publish on the same topic
+        return applied() & ours
+
+    process = start()
+    harness.wait_until(lambda: len(ours_applied()) >= 100, what="progress")
+    assert sigterm(process) == 0
+    done = ours_applied()
+    assert len(done) < len(ours), "it stopped mid-stream, as asked"
+    committed = committed_event_ids(harness.bootstrap, group, topic, start_offsets)
+    assert committed & ours == done, "committed exactly what it applied"
+
+    process = start()
+    harness.wait_until(lambda: ours_applied() == ours, 120, "the rest")
+    assert sigterm(process) == 0
 
 
 # -- realistic events -------------------------------------------------------------------
