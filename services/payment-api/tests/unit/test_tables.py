@@ -30,5 +30,6 @@ def test_contract_tables_exist():
         "outbox",
         "idempotency_keys",
         "sold_out_ranking",
+        "schedule_sales",
         "processed_events",
     } == set(metadata.tables)

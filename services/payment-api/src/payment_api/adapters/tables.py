@@ -3,18 +3,16 @@ ranking consumer, who write some of them; see README "Tables". Migrations mirror
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Column,
-    DateTime,
     Float,
     ForeignKey,
     Index,
-    Integer,
     String,
     Text,
     UniqueConstraint,
@@ -22,29 +20,9 @@ from sqlalchemy import (
 )
 from sqlalchemy import Table as SATable
 from sqlalchemy.orm import registry
-from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
+from ticketing_events.db import Id, UtcDateTime
 from ticketing_events.idempotency import processed_events_table
-
-# Ids are BIGINT on PostgreSQL and the rowid alias (INTEGER PRIMARY KEY) on SQLite.
-Id = BigInteger().with_variant(Integer(), "sqlite")
-
-
-class UtcDateTime(TypeDecorator[datetime]):
-    """``timestamptz`` that always hands back aware UTC datetimes (SQLite stores naive ones)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("naive datetime")
-        return value
-
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value
 
 
 def _id(*, foreign_key: str | None = None, index: bool = False) -> Any:
@@ -223,6 +201,16 @@ class SoldOutRanking(Table, table=True):
     sale_opened_at: datetime | None = _ts(nullable=True)
     sold_out_at: datetime = _ts()
     seconds_to_sell_out: float = Field(sa_column=Column(Float, nullable=False))
+
+
+class ScheduleSales(Table, table=True):
+    """Written by the ranking consumer: payments counted per schedule, the latest paid_at."""
+
+    __tablename__ = "schedule_sales"
+
+    schedule_id: int = Field(sa_column=Column(Id, primary_key=True, autoincrement=False))
+    sold: int
+    last_paid_at: datetime = _ts()
 
 
 processed_events = processed_events_table(metadata)

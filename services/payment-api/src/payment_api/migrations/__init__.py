@@ -19,3 +19,8 @@ def alembic_config(settings: Settings) -> Config:
 
 def upgrade(settings: Settings, revision: str = "head") -> None:
     command.upgrade(alembic_config(settings), revision)
+
+
+def upgrade_schema(database_url: str, schema: str | None = None) -> None:
+    """Migrate the database at ``database_url`` (in ``schema``): other services' tests."""
+    upgrade(Settings(database_url=database_url, database_schema=schema))

@@ -1,0 +1,1 @@
+"""compensator: undoes what a failed payment left behind in the database."""

@@ -1,0 +1,14 @@
+"""Configuration from the environment (pydantic-settings); every field is documented in README."""
+
+from __future__ import annotations
+
+from ticketing_events.db import DatabaseServiceSettings
+from ticketing_events.topics import CONSUMER_GROUPS
+
+GROUP = "payment-compensator-group"
+assert GROUP in CONSUMER_GROUPS, "the group must be the registry's"
+
+
+class Settings(DatabaseServiceSettings):
+    service_name: str = "compensator"
+    consumer_group: str = GROUP

@@ -1,0 +1,200 @@
+"""ranking-consumer against the real Kafka, PostgreSQL and Redis: sell-outs, duplicates,
+poison, outages of either store, and rebuilding Redis from the database."""
+
+from __future__ import annotations
+
+import random
+from datetime import date, timedelta
+
+import pytest
+import redis
+import sqlalchemy
+from ranking_consumer.config import Settings
+from ranking_consumer.main import build_runtime, rebuild
+from ticketing_events.consumer import ConsumerRuntime
+from ticketing_events.db import create_db_engine
+from ticketing_events.producer import EventProducer
+from ticketing_events.redis_layout import RedisKeys
+from ticketing_events.schemas import Envelope, PaymentSucceeded
+from ticketing_events.testing import (
+    NOW,
+    database_proxy,
+    end_offsets,
+    payment_succeeded,
+    processed_event_ids,
+)
+from ticketing_events.topics import dlq_topic
+
+pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.postgres]
+
+TOPIC = PaymentSucceeded.TYPE
+OPENED = NOW - timedelta(minutes=10)
+
+
+def publish(harness, *events: Envelope) -> None:
+    EventProducer(harness.bootstrap, client_id="test").publish(list(events))
+
+
+def ranking(harness, group, engine, client, **consumer) -> ConsumerRuntime:
+    settings = Settings(redis_key_prefix=harness.prefix, consumer_group=group)
+    return build_runtime(
+        settings,
+        engine,
+        client,
+        kafka=harness.kafka,
+        consumer=harness.consumer_settings(**consumer),
+    )
+
+
+def sales(schedule_id: int, seats: int, *paid_after_s: float) -> list[PaymentSucceeded]:
+    """Payments of one schedule with ``seats`` seats, paid so long after the sale opened."""
+    return [
+        PaymentSucceeded.new(
+            payment_succeeded(n).payload.model_copy(
+                update={
+                    "schedule_id": schedule_id,
+                    "schedule_seat_count": seats,
+                    "sale_opened_at": OPENED,
+                    "paid_at": OPENED + timedelta(seconds=s),
+                    "concert_date": date(2026, 12, 24),
+                }
+            ),
+            producer="tests",
+        )
+        for n, s in enumerate(paid_after_s)
+    ]
+
+
+def schedule_id() -> int:
+    return random.randrange(10**9, 2 * 10**9)
+
+
+def processed(engine, group: str, events) -> bool:
+    return {e.event_id for e in events} <= processed_event_ids(engine, group)
+
+
+def sold(engine, schedule: int):
+    with engine.connect() as conn:
+        return conn.execute(
+            sqlalchemy.text("select sold from schedule_sales where schedule_id = :s"),
+            {"s": schedule},
+        ).scalar()
+
+
+def ranked(engine, schedule: int):
+    with engine.connect() as conn:
+        return conn.execute(
+            sqlalchemy.text(
+                "select sold_out_at, seconds_to_sell_out from sold_out_ranking"
+                " where schedule_id = :s"
+            ),
+            {"s": schedule},
+        ).first()
+
+
+def score(client: redis.Redis, harness, schedule: int) -> float | None:
+    return client.zscore(RedisKeys(harness.prefix).sold_out_ranking(date(2026, 12, 24)), schedule)
+
+
+def test_the_last_seat_sells_the_schedule_out_in_the_database_and_redis(harness, engine):
+    group = harness.group([TOPIC])
+    full, partial = schedule_id(), schedule_id()
+    # Out of order: the last seat (at 50 s) is not the last event.
+    events = sales(full, 3, 10, 50, 20) + sales(partial, 3, 5)
+    with harness.running(ranking(harness, group, engine, harness.redis)):
+        publish(harness, *events)
+        harness.wait_until(lambda: processed(engine, group, events), what="the payments")
+        harness.wait_until(lambda: score(harness.redis, harness, full) is not None, what="Redis")
+    assert (sold(engine, full), sold(engine, partial)) == (3, 1)
+    assert tuple(ranked(engine, full)) == (OPENED + timedelta(seconds=50), 50.0)
+    assert ranked(engine, partial) is None
+    assert score(harness.redis, harness, full) == 50.0
+    assert score(harness.redis, harness, partial) is None
+
+
+def test_a_duplicate_delivery_counts_once(harness, engine):
+    group = harness.group([TOPIC])
+    schedule = schedule_id()
+    first, second = sales(schedule, 2, 10, 20)
+    with harness.running(ranking(harness, group, engine, harness.redis)):
+        publish(harness, first)
+        harness.wait_until(lambda: processed(engine, group, [first]), what="the payment")
+        publish(harness, first, first)
+        harness.wait_consumed(group, [TOPIC])
+        assert sold(engine, schedule) == 1
+        assert ranked(engine, schedule) is None, "one of two seats is not a sell-out"
+        publish(harness, second)
+        harness.wait_until(lambda: ranked(engine, schedule) is not None, what="the sell-out")
+    assert sold(engine, schedule) == 2
+
+
+def test_a_poison_message_is_dead_lettered_and_the_consumer_goes_on(harness, engine):
+    group = harness.group([TOPIC])
+    dlq = dlq_topic(TOPIC, group)
+    dlq_start = end_offsets(harness.bootstrap, [dlq])
+    poison = harness.publish_poison(TOPIC)
+    schedule = schedule_id()
+    events = sales(schedule, 1, 30)
+    publish(harness, *events)
+    runtime = ranking(harness, group, engine, harness.redis)
+    with harness.running(runtime):
+        harness.wait_until(lambda: processed(engine, group, events), what="the payment")
+        harness.wait_until(lambda: runtime.stats.dead_lettered >= 1, what="a dead letter")
+    ours = harness.dead_letters(dlq_start, poison, runtime.stats.dead_lettered)
+    assert len(ours) == 1
+    assert dict(ours[0].headers())["dlq.reason"] == b"undecodable"
+    assert ranked(engine, schedule) is not None
+
+
+def test_a_database_outage_is_ridden_out(harness, engine, db):
+    group = harness.group([TOPIC])
+    before, during = sales(schedule_id(), 1, 10), sales(schedule_id(), 1, 20)
+    with database_proxy(db.url) as (proxy, url):
+        proxied = create_db_engine(url, schema=db.schema)
+        runtime = ranking(harness, group, proxied, harness.redis, outage_retry_limit_s=60)
+        with harness.running(runtime):
+            publish(harness, *before)
+            harness.wait_until(lambda: processed(engine, group, before), what="the first")
+            proxy.stop()
+            publish(harness, *during)
+            harness.wait_until(lambda: runtime.stats.retries >= 2, what="retries in the outage")
+            proxy.start()
+            harness.wait_until(lambda: processed(engine, group, during), what="the second")
+        proxied.dispose()
+    assert ranked(engine, during[0].payload.schedule_id) is not None
+    assert "retries_exhausted" not in runtime.stats.by_reason
+
+
+def test_a_redis_outage_after_the_commit_still_reaches_redis(harness, engine, private_redis):
+    group = harness.group([TOPIC])
+    client = redis.Redis.from_url(private_redis.url, socket_timeout=2, socket_connect_timeout=2)
+    schedule = schedule_id()
+    events = sales(schedule, 2, 10, 40)
+    runtime = ranking(harness, group, engine, client, outage_retry_limit_s=60)
+    with harness.running(runtime):
+        private_redis.stop()
+        publish(harness, *events)
+        harness.wait_until(lambda: processed(engine, group, events), what="the commit")
+        harness.wait_until(lambda: runtime.stats.retries >= 2, what="retries in the outage")
+        private_redis.start()
+        harness.wait_until(lambda: score(client, harness, schedule) == 40.0, what="Redis")
+    assert sold(engine, schedule) == 2, "the retried batch was not counted again"
+    client.close()
+
+
+def test_rebuild_redis_rewrites_the_ranking_from_the_database(harness, engine):
+    group = harness.group([TOPIC])
+    schedule = schedule_id()
+    events = sales(schedule, 1, 25)
+    with harness.running(ranking(harness, group, engine, harness.redis)):
+        publish(harness, *events)
+        harness.wait_until(lambda: score(harness.redis, harness, schedule) == 25.0, what="Redis")
+    keys = RedisKeys(harness.prefix)
+    key = keys.sold_out_ranking(date(2026, 12, 24))
+    stale = keys.sold_out_ranking(date(1999, 1, 1))
+    harness.redis.delete(key)
+    harness.redis.zadd(stale, {"1": 1.0})
+    settings = Settings(redis_key_prefix=harness.prefix, consumer_group=group)
+    assert rebuild(settings, engine, harness.redis) >= 1
+    assert score(harness.redis, harness, schedule) == 25.0
+    assert not harness.redis.exists(stale)
