@@ -1,0 +1,1 @@
+"""dataplatform-consumer: sends every successful payment to the external data platform."""

@@ -1,0 +1,31 @@
+"""Configuration from the environment (pydantic-settings); every field is documented in README."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from ticketing_events.service import ServiceSettings
+from ticketing_events.topics import CONSUMER_GROUPS
+
+GROUP = "data-platform-group"
+assert GROUP in CONSUMER_GROUPS, "the group must be the registry's"
+
+
+class Settings(ServiceSettings):
+    service_name: str = "dataplatform-consumer"
+    consumer_group: str = GROUP
+
+    # Where each payment is POSTed.
+    dataplatform_url: str = "http://127.0.0.1:8090/payments"
+    # Per request: connect, write, read and pool wait each.
+    dataplatform_timeout_s: float = Field(default=5.0, gt=0)
+    # Requests in flight at most (one consumer process).
+    dataplatform_concurrency: int = Field(default=32, ge=1)
+    # Attempts per event for 5xx, 408, 429, timeouts and connection errors; then dead-lettered.
+    dataplatform_max_attempts: int = Field(default=5, ge=1)
+    dataplatform_backoff_initial_s: float = Field(default=0.1, gt=0)
+    dataplatform_backoff_max_s: float = Field(default=2.0, gt=0)
+    # Consecutive failed requests that open the breaker; keep it <= the attempts, so a platform
+    # that fails everything opens the breaker (pause) before any event spends its budget (DLQ).
+    dataplatform_breaker_threshold: int = Field(default=5, ge=1)
+    # How long the open breaker refuses requests before one probe may go.
+    dataplatform_breaker_reset_s: float = Field(default=5.0, gt=0)

@@ -1,0 +1,33 @@
+"""Configuration from the environment (pydantic-settings); every field is documented in README."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Knobs(BaseModel):
+    """How badly the platform behaves; changed at runtime with ``PUT /admin/knobs``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    latency_ms: float = Field(default=0.0, ge=0)
+    # Fractions of payment requests answered 500/503, or never answered.
+    error_rate: float = Field(default=0.0, ge=0, le=1)
+    hang_rate: float = Field(default=0.0, ge=0, le=1)
+
+
+class Settings(BaseSettings):
+    """``DATAPLATFORM_STUB_*``: where to listen and the knobs at start."""
+
+    model_config = SettingsConfigDict(env_prefix="DATAPLATFORM_STUB_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8090
+    latency_ms: float = Field(default=0.0, ge=0)
+    error_rate: float = Field(default=0.0, ge=0, le=1)
+    hang_rate: float = Field(default=0.0, ge=0, le=1)
+    log_level: str = "warning"
+
+    def knobs(self) -> Knobs:
+        return Knobs.model_validate(self.model_dump(include=set(Knobs.model_fields)))
