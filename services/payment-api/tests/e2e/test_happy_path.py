@@ -75,6 +75,8 @@ def test_token_reserve_pay_publishes_events(api, world, kafka, spans: InMemorySp
         if s.kind is SpanKind.SERVER and s.attributes.get("http.route") == "/v1/payments"
     ]
     assert any(format(s.context.trace_id, "032x") == trace_id for s in server)
+    # The response names the same trace (W3C traceresponse).
+    assert paid.headers["traceresponse"].split("-")[1] == trace_id
     publish = [s for s in finished if s.name == "payment.success publish"]
     assert any(format(s.context.trace_id, "032x") == trace_id for s in publish)
     db_spans = [s for s in finished if format(s.context.trace_id, "032x") == trace_id]

@@ -8,7 +8,9 @@ from contextlib import asynccontextmanager
 
 from anyio import to_thread
 from fastapi import FastAPI
+from opentelemetry import trace
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from payment_api.api import problems
 from payment_api.api.routes import catalogue, health, payments, points, queue, reservations
@@ -54,8 +56,33 @@ def create_app(
     if instrument:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
+        app.add_middleware(TraceResponse)
         # No spans for the ASGI receive/send messages: three spans a request become one.
         FastAPIInstrumentor.instrument_app(
             app, excluded_urls="healthz,readyz", exclude_spans=["receive", "send"]
         )
     return app
+
+
+class TraceResponse:
+    """Answers with the W3C ``traceresponse`` header (Trace Context Level 2): the trace id
+    and server span of the request, so a client can look its trace up."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_trace(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                span = trace.get_current_span().get_span_context()
+                if span.is_valid:
+                    value = f"00-{span.trace_id:032x}-{span.span_id:016x}-{span.trace_flags:02x}"
+                    headers = [*message.get("headers", []), (b"traceresponse", value.encode())]
+                    message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_trace)

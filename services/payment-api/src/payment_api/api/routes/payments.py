@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
@@ -20,6 +21,8 @@ from payment_api.api.problems import payment_failure
 from payment_api.service_layer import idempotency as once
 from payment_api.service_layer import payments
 from payment_api.service_layer.unit_of_work import UnitOfWork
+
+log = structlog.get_logger(__name__)
 
 router = APIRouter(prefix="/v1/payments", tags=["payments"])
 
@@ -68,4 +71,11 @@ def pay(
         return once.Answer(201, paid.model_dump_json())
 
     key = idempotency(request, payer.user_id, idempotency_key, body.model_dump_json())
-    return respond(once.execute(svc.uow, work, key))
+    answer = once.execute(svc.uow, work, key)
+    log.info(
+        "payment answered",
+        user_id=payer.user_id,
+        reservation_id=body.reservation_id,
+        status=answer.status_code,
+    )
+    return respond(answer)

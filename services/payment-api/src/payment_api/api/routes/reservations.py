@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
@@ -18,6 +19,8 @@ from payment_api.api.dependencies import (
 from payment_api.service_layer import idempotency as once
 from payment_api.service_layer import reservations
 from payment_api.service_layer.unit_of_work import UnitOfWork
+
+log = structlog.get_logger(__name__)
 
 router = APIRouter(prefix="/v1/reservations", tags=["reservations"])
 
@@ -40,4 +43,11 @@ def reserve(
         )
 
     key = idempotency(request, payer.user_id, idempotency_key, body.model_dump_json())
-    return respond(once.execute(svc.uow, work, key))
+    answer = once.execute(svc.uow, work, key)
+    log.info(
+        "reservation answered",
+        user_id=payer.user_id,
+        seat_id=body.seat_id,
+        status=answer.status_code,
+    )
+    return respond(answer)
