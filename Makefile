@@ -5,11 +5,24 @@ SHELL := bash
 ENV := source infra/env.sh &&
 UV = $(shell scripts/ensure-uv.sh)
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 
-.PHONY: help install infra-install infra-up infra-down infra-status topics test test-unit lint bench-consumer bench-consumers bench-api
+.PHONY: help demo up down logs install infra-install infra-up infra-down infra-status topics test test-unit lint bench-consumer bench-consumers bench-api images images-test
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+demo: install infra-up ## the whole system, a ticketing rush, a summary (DEMO_ARGS="--keep", DEMO_DB=postgres)
+	$(ENV) $(UV) run python scripts/demo.py $(DEMO_ARGS)
+
+up: install infra-up ## start payment-api, the consumers and the data platform stand-in (.demo/*.log)
+	$(ENV) $(UV) run python scripts/stack.py up
+
+down: ## stop what `make up` (or `make demo DEMO_ARGS=--keep`) started
+	$(ENV) $(UV) run python scripts/stack.py down
+
+logs: ## follow the logs of the running stack
+	$(ENV) $(UV) run python scripts/stack.py logs
 
 install: infra-install ## install everything: Debian packages, Kafka jars, Jaeger, Python deps
 	$(UV) sync --all-packages --locked
@@ -48,3 +61,9 @@ bench-consumers: install infra-up ## each post-payment service's events/s on a b
 
 bench-api: install infra-up ## payment-api rush: open-loop payments/s, latency percentiles, outbox delay
 	$(ENV) $(UV) run python bench/api_bench.py
+
+images: ## build one image per services/*/Dockerfile with podman on a local Debian base (sizes)
+	bash images/build.sh
+
+images-test: install infra-up images ## run each image against the local infrastructure
+	bash images/test.sh $(PYTEST_ARGS)
