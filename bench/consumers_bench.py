@@ -23,15 +23,22 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import redis
+import sqlalchemy
+from dataplatform_stub.control import StubControl, running_stub
+from payment_api.migrations import upgrade_schema
+from payment_api.seed import add_schedule, add_users
+from ticketing_events.db import create_db_engine
 from ticketing_events.producer import EventProducer
 from ticketing_events.schemas import Envelope
 from ticketing_events.testing import (
     committed_offsets,
+    payment_failed,
     payment_succeeded,
     reservation_created,
     start_group_at_end,
@@ -49,8 +56,37 @@ class Run:
 
     bootstrap: str
     redis_url: str
+    database_url: str
     group: str = field(default_factory=lambda: f"bench-{uuid.uuid4().hex[:10]}")
     prefix: str = field(default_factory=lambda: f"bench-{uuid.uuid4().hex[:8]}:")
+    schema: str = field(default_factory=lambda: f"bench_{uuid.uuid4().hex[:8]}")
+    _engine: sqlalchemy.Engine | None = None
+
+    stub: StubControl | None = None
+
+    def migrate(self) -> None:
+        """Create the run's own PostgreSQL schema with payment-api's migrations."""
+        upgrade_schema(self.database_url, self.schema)
+        self._engine = create_db_engine(self.database_url, schema=self.schema)
+
+    @property
+    def engine(self) -> sqlalchemy.Engine:
+        if self._engine is None:
+            raise RuntimeError("migrate() first")
+        return self._engine
+
+    def scalar(self, sql: str) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sqlalchemy.text(sql)).scalar_one())
+
+    def drop_schema(self) -> None:
+        if self._engine is None:
+            return
+        self._engine.dispose()
+        admin = sqlalchemy.create_engine(self.database_url)
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+        admin.dispose()
 
     @property
     def redis(self) -> redis.Redis:
@@ -82,7 +118,9 @@ class Case:
     topics: Sequence[str]
     events: Callable[[Run, int], list[Envelope]]
     effects: Callable[[Run, list[Envelope]], int]
-    env: Callable[[Run], dict[str, str]] = lambda run: {}
+    database: bool = False
+    stub_latency_ms: float | None = None  # the stand-in data platform, with this latency
+    backlog: int = 50_000
 
 
 def _unique(template: Envelope, i: int, **payload: object) -> Envelope:
@@ -105,12 +143,87 @@ def cleanup_events(run: Run, n: int) -> list[Envelope]:
     return [_unique(template, base + i) for i in range(n)]
 
 
+def ranking_events(run: Run, n: int) -> list[Envelope]:
+    """Payments of 100-seat schedules, each sold out by the backlog."""
+    template = payment_succeeded()
+    base = random.randrange(10**9)
+    opened = datetime.now(UTC) - timedelta(minutes=10)
+    return [
+        _unique(
+            template,
+            base + i,
+            schedule_id=base + i // 100,
+            schedule_seat_count=100,
+            sale_opened_at=opened,
+            paid_at=opened + timedelta(milliseconds=i),
+        )
+        for i in range(n)
+    ]
+
+
+def compensator_events(run: Run, n: int) -> list[Envelope]:
+    """Failed payments of reservations that exist: held seats, one user each."""
+    with run.engine.begin() as conn:
+        _, schedule_id, seat_ids = add_schedule(
+            conn,
+            seats_count=n,
+            price=100,
+            concert_date=datetime.now(UTC).date(),
+            sale_opened_at=datetime.now(UTC),
+        )
+        user_ids = add_users(conn, n, points=0)
+        now = datetime.now(UTC)
+        reservation_ids = (
+            conn.execute(
+                sqlalchemy.text(
+                    "insert into reservations (user_id, seat_id, schedule_id, amount, status,"
+                    " queue_token_id, reserved_at, hold_expires_at)"
+                    " select u, s, :schedule, 100, 'payment_failed', 'bench', :now, :now"
+                    " from unnest(cast(:users as bigint[]), cast(:seats as bigint[])) as t(u, s)"
+                    " returning id"
+                ),
+                {"schedule": schedule_id, "now": now, "users": user_ids, "seats": seat_ids},
+            )
+            .scalars()
+            .all()
+        )
+        conn.execute(
+            sqlalchemy.text(
+                "update seats set status = 'held', reservation_id = r.id from reservations r"
+                " where r.seat_id = seats.id and r.schedule_id = :schedule"
+            ),
+            {"schedule": schedule_id},
+        )
+    by_seat = dict(zip(seat_ids, zip(reservation_ids, user_ids, strict=True), strict=True))
+    template = payment_failed()
+    return [
+        _unique(template, seat, reservation_id=r, user_id=u, schedule_id=schedule_id)
+        for seat, (r, u) in by_seat.items()
+    ]
+
+
 def seat_holds(run: Run, events: list[Envelope]) -> int:
     return run.count_keys("seat:hold:*")
 
 
 def tombstones(run: Run, events: list[Envelope]) -> int:
     return run.count_keys("seat:released:*")
+
+
+def platform_receipts(run: Run, events: list[Envelope]) -> int:
+    assert run.stub is not None
+    return int(run.stub.received()["unique"])
+
+
+def sell_outs(run: Run, events: list[Envelope]) -> int:
+    return run.scalar("select count(*) from sold_out_ranking")
+
+
+def cancellations(run: Run, events: list[Envelope]) -> int:
+    return run.scalar(
+        "select count(*) from reservations r join seats s on s.id = r.seat_id"
+        " where r.status = 'cancelled' and s.status = 'available'"
+    )
 
 
 CASES: dict[str, Case] = {
@@ -120,10 +233,26 @@ CASES: dict[str, Case] = {
     "cleanup-consumer": Case(
         "cleanup-consumer", ["payment.success", "payment.failed"], cleanup_events, tombstones
     ),
+    "ranking-consumer": Case(
+        "ranking-consumer", ["payment.success"], ranking_events, sell_outs, database=True
+    ),
+    "compensator": Case(
+        "compensator", ["payment.failed"], compensator_events, cancellations, database=True
+    ),
+    "dataplatform-consumer": Case(
+        "dataplatform-consumer",
+        ["payment.success"],
+        cleanup_events,
+        platform_receipts,
+        stub_latency_ms=50,
+        backlog=5_000,
+    ),
 }
 
 
 def measure(case: Case, run: Run, n: int, *, tracing: bool) -> dict[str, float]:
+    if case.database:
+        run.migrate()
     start = start_group_at_end(run.bootstrap, run.group, case.topics)
     ensure_topics(run.bootstrap, [dlq_topic(t, run.group) for t in case.topics])
     events = case.events(run, n)
@@ -140,7 +269,12 @@ def measure(case: Case, run: Run, n: int, *, tracing: bool) -> dict[str, float]:
         "LOG_LEVEL": "WARNING",
         "OTEL_SERVICE_NAME": f"{case.service}-bench",
         **({} if tracing else {"OTEL_SDK_DISABLED": "true"}),
-        **case.env(run),
+        **(
+            {"DATABASE_URL": run.database_url, "DATABASE_SCHEMA": run.schema}
+            if case.database
+            else {}
+        ),
+        **({"DATAPLATFORM_URL": run.stub.payments_url} if run.stub else {}),
     }
     process = subprocess.Popen([str(BIN / case.service), "run"], env=env)
     first: tuple[float, int] | None = None
@@ -180,19 +314,31 @@ def _peak_rss_mb(pid: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("services", nargs="*", default=list(CASES), help="default: all")
-    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--events", type=int, help="backlog per service (default: its own)")
     parser.add_argument("--no-tracing", action="store_true")
     args = parser.parse_args()
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    database_url = os.environ.get(
+        "DATABASE_URL", "postgresql+psycopg://ticketing:ticketing@127.0.0.1:5432/ticketing"
+    )
     ensure_topics(bootstrap)
     figures: dict[str, dict[str, float]] = {}
     for name in args.services:
-        run = Run(bootstrap, redis_url)
+        case = CASES[name]
+        run = Run(bootstrap, redis_url, database_url)
         try:
-            figures[name] = measure(CASES[name], run, args.events, tracing=not args.no_tracing)
+            with ExitStack() as resources:
+                if case.stub_latency_ms is not None:
+                    run.stub = resources.enter_context(
+                        running_stub(latency_ms=case.stub_latency_ms)
+                    )
+                figures[name] = measure(
+                    case, run, args.events or case.backlog, tracing=not args.no_tracing
+                )
         finally:
             run.drop_keys()
+            run.drop_schema()
         f = figures[name]
         print(
             f"{name:24} {f['events_per_s']:>8,} events/s  {f['events']:>7,} events  "
