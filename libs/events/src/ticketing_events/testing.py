@@ -247,6 +247,13 @@ class Harness:
         """Whether ``group`` applied ``event_id`` (RedisOnce's dedupe key exists)."""
         return bool(self.redis.exists(f"processed:{group}:{event_id}"))
 
+    def processed_ids(self, group: str, events: Sequence[Envelope]) -> set[str]:
+        """The ids of ``events`` that ``group`` applied (RedisOnce), in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for e in events:
+            pipe.exists(f"processed:{group}:{e.event_id}")
+        return {e.event_id for e, hit in zip(events, pipe.execute(), strict=True) if hit}
+
     def cleanup(self) -> None:
         patterns = [f"{self.prefix}*", *(f"processed:{g}:*" for g in self.groups)]
         for pattern in patterns:
