@@ -8,6 +8,7 @@ PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
 .PHONY: help demo up down logs install infra-install infra-up infra-down infra-status topics test test-unit lint bench-consumer bench-consumers bench-api images images-test
+.PHONY: chart-check chart-golden kind-up kind-down
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -42,7 +43,7 @@ infra-status: ## show each component's health, address, pid and log
 topics: ## create every topic and dead-letter topic of the registry
 	$(ENV) $(UV) run ticketing-topics
 
-test: install infra-up ## run the whole test suite against the real infrastructure
+test: install infra-up chart-check ## run the whole test suite against the real infrastructure
 	$(ENV) $(UV) run pytest $(PYTEST_ARGS)
 
 test-unit: ## tests that need no infrastructure
@@ -67,3 +68,15 @@ images: ## build one image per services/*/Dockerfile with podman on a local Debi
 
 images-test: install infra-up images ## run each image against the local infrastructure
 	bash images/test.sh $(PYTEST_ARGS)
+
+chart-check: ## Helm chart: lint, render each ci/ profile, diff against examples/, validate offline
+	bash charts/check.sh
+
+chart-golden: ## rewrite the chart's golden manifests (charts/ticketing/examples/) from the renders
+	bash charts/check.sh --golden
+
+kind-up: images ## kind cluster with the whole system (K8S=minikube for minikube); cannot run here
+	bash charts/kind.sh up
+
+kind-down: ## delete the kind (or minikube) cluster of `make kind-up`
+	bash charts/kind.sh down

@@ -1,0 +1,362 @@
+{{/* The objects of one component. Context: root (the chart's $), name, c (merged settings). */}}
+
+{{- define "ticketing.serviceAccount" }}
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: {{ include "ticketing.fullname" . }}
+  labels:
+    {{- include "ticketing.labels" . | nindent 4 }}
+automountServiceAccountToken: false
+{{- end }}
+
+{{- define "ticketing.env" }}
+{{- $root := .root }}
+{{- $c := .c }}
+{{- $needs := $c.needs | default list }}
+- name: SERVICE_NAME
+  value: {{ .name | quote }}
+- name: LOG_LEVEL
+  value: {{ $root.Values.logLevel | quote }}
+- name: {{ $c.portEnv }}
+  value: {{ $c.port | quote }}
+- name: K8S_POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: K8S_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+- name: OTEL_SERVICE_NAME
+  value: {{ .name | quote }}
+{{- $attrs := list "k8s.pod.name=$(K8S_POD_NAME)" "k8s.namespace.name=$(K8S_NAMESPACE)" (printf "k8s.deployment.name=%s" (include "ticketing.fullname" .)) (printf "service.version=%s" $root.Chart.AppVersion) }}
+{{- range $k, $v := $root.Values.otel.resourceAttributes }}
+{{- $attrs = append $attrs (printf "%s=%s" $k $v) }}
+{{- end }}
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: {{ join "," $attrs | quote }}
+{{- if has "otlp" $needs }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ include "ticketing.otlpEndpoint" $root | quote }}
+{{- end }}
+{{- if has "kafka" $needs }}
+- name: KAFKA_BOOTSTRAP_SERVERS
+  value: {{ include "ticketing.kafkaBootstrap" $root | quote }}
+- name: KAFKA_CLIENT_ID
+  value: {{ .name | quote }}
+{{- end }}
+{{- if has "redis" $needs }}
+{{- include "ticketing.secretEnv" (dict "root" $root "env" "REDIS_URL" "key" $root.Values.secrets.keys.redisUrl) | nindent 0 }}
+- name: REDIS_KEY_PREFIX
+  value: {{ $root.Values.redis.keyPrefix | quote }}
+{{- end }}
+{{- if has "database" $needs }}
+{{- include "ticketing.secretEnv" (dict "root" $root "env" "DATABASE_URL" "key" $root.Values.secrets.keys.databaseUrl) | nindent 0 }}
+{{- with $root.Values.database.schema }}
+- name: DATABASE_SCHEMA
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- if has "dataplatform" $needs }}
+- name: DATAPLATFORM_URL
+  value: {{ include "ticketing.dataplatformUrl" $root | quote }}
+{{- end }}
+{{- with $c.consumer }}
+- name: CONSUMER_GROUP
+  value: {{ .group | quote }}
+- name: CONSUMER_AUTO_OFFSET_RESET
+  value: {{ .autoOffsetReset | default "earliest" | quote }}
+{{- end }}
+{{- range $k, $v := $c.env }}
+- name: {{ $k }}
+  value: {{ $v | toString | quote }}
+{{- end }}
+{{- end }}
+
+{{- define "ticketing.deployment" }}
+{{- $c := .c }}
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ include "ticketing.fullname" . }}
+  labels:
+    {{- include "ticketing.labels" . | nindent 4 }}
+spec:
+  {{- if or (not $c.consumer) (eq $c.autoscaling.mode "none") }}
+  replicas: {{ $c.replicas }}
+  {{- end }}
+  selector:
+    matchLabels:
+      {{- include "ticketing.selectorLabels" . | nindent 6 }}
+  template:
+    metadata:
+      labels:
+        {{- include "ticketing.labels" . | nindent 8 }}
+      {{- with $c.podAnnotations }}
+      annotations:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+    spec:
+      serviceAccountName: {{ include "ticketing.fullname" . }}
+      automountServiceAccountToken: false
+      terminationGracePeriodSeconds: {{ $c.terminationGracePeriodSeconds }}
+      securityContext:
+        {{- toYaml $c.podSecurityContext | nindent 8 }}
+      containers:
+        - name: {{ .name }}
+          image: {{ include "ticketing.image" . }}
+          imagePullPolicy: {{ .root.Values.image.pullPolicy }}
+          {{- with $c.args }}
+          args:
+            {{- toYaml . | nindent 12 }}
+          {{- end }}
+          ports:
+            - name: http
+              containerPort: {{ $c.port }}
+              protocol: TCP
+          env:
+            {{- include "ticketing.env" . | trim | nindent 12 }}
+          livenessProbe:
+            httpGet:
+              path: {{ $c.probes.liveness }}
+              port: http
+            initialDelaySeconds: 10
+            periodSeconds: 10
+            timeoutSeconds: 3
+            failureThreshold: 3
+          readinessProbe:
+            httpGet:
+              path: {{ $c.probes.readiness }}
+              port: http
+            periodSeconds: 5
+            timeoutSeconds: 3
+            failureThreshold: 3
+          resources:
+            {{- toYaml $c.resources | nindent 12 }}
+          securityContext:
+            {{- toYaml $c.securityContext | nindent 12 }}
+          volumeMounts:
+            - name: tmp
+              mountPath: /tmp
+      volumes:
+        # The root filesystem is read-only; /tmp is the only writable place.
+        - name: tmp
+          emptyDir:
+            sizeLimit: 64Mi
+      {{- with $c.nodeSelector }}
+      nodeSelector:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $c.tolerations }}
+      tolerations:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $c.affinity }}
+      affinity:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+{{- end }}
+
+{{- define "ticketing.podDisruptionBudget" }}
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ include "ticketing.fullname" . }}
+  labels:
+    {{- include "ticketing.labels" . | nindent 4 }}
+spec:
+  maxUnavailable: {{ .c.podDisruptionBudget.maxUnavailable }}
+  selector:
+    matchLabels:
+      {{- include "ticketing.selectorLabels" . | nindent 6 }}
+{{- end }}
+
+{{- define "ticketing.service" }}
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ include "ticketing.fullname" . }}
+  labels:
+    {{- include "ticketing.labels" . | nindent 4 }}
+spec:
+  type: ClusterIP
+  selector:
+    {{- include "ticketing.selectorLabels" . | nindent 4 }}
+  ports:
+    - name: http
+      port: {{ .c.port }}
+      targetPort: http
+      protocol: TCP
+{{- end }}
+
+{{/* In-cluster infra pods (infra.enabled) and their ports, per dependency. */}}
+{{- define "ticketing.infraPorts" -}}
+kafka: {name: kafka, port: 9092}
+redis: {name: redis, port: 6379}
+database: {name: postgresql, port: 5432}
+otlp: {name: jaeger, port: 4317}
+{{- end }}
+
+{{- define "ticketing.networkPolicy" }}
+{{- $root := .root }}
+{{- $c := .c }}
+{{- $np := $root.Values.networkPolicy }}
+{{- $infra := include "ticketing.infraPorts" . | fromYaml }}
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: {{ include "ticketing.fullname" . }}
+  labels:
+    {{- include "ticketing.labels" . | nindent 4 }}
+spec:
+  podSelector:
+    matchLabels:
+      {{- include "ticketing.selectorLabels" . | nindent 6 }}
+  policyTypes: [Ingress, Egress]
+  ingress:
+    # Probes.
+    - ports:
+        - port: http
+          protocol: TCP
+      {{- with $np.probeFrom }}
+      from:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+    {{- if $c.exposed }}
+    # Callers of the API, and the `helm test` pod.
+    - ports:
+        - port: http
+          protocol: TCP
+      {{- if $np.apiFrom }}
+      from:
+        {{- toYaml $np.apiFrom | nindent 8 }}
+        - podSelector:
+            matchLabels:
+              {{- include "ticketing.selectorLabels" (dict "root" $root "name" "test") | nindent 14 }}
+      {{- end }}
+    {{- end }}
+    {{- with $c.ingressFrom }}
+    - ports:
+        - port: http
+          protocol: TCP
+      from:
+        {{- range . }}
+        - podSelector:
+            matchLabels:
+              {{- include "ticketing.selectorLabels" (dict "root" $root "name" .) | nindent 14 }}
+        {{- end }}
+    {{- end }}
+  egress:
+    - ports:
+        - port: 53
+          protocol: UDP
+        - port: 53
+          protocol: TCP
+      {{- with $np.dns }}
+      to:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+    {{- range $need := $c.needs }}
+    # {{ $need }}
+    {{- if and $root.Values.infra.enabled (hasKey $infra $need) }}
+    {{- $pod := get $infra $need }}
+    - ports:
+        - port: {{ $pod.port }}
+          protocol: TCP
+      to:
+        - podSelector:
+            matchLabels:
+              {{- include "ticketing.selectorLabels" (dict "root" $root "name" $pod.name) | nindent 14 }}
+    {{- else if and (eq $need "dataplatform") (not $root.Values.dataplatform.url) }}
+    {{- $stub := get (include "ticketing.components" $root | fromYaml) "dataplatform-stub" }}
+    - ports:
+        - port: {{ $stub.port }}
+          protocol: TCP
+      to:
+        - podSelector:
+            matchLabels:
+              {{- include "ticketing.selectorLabels" (dict "root" $root "name" "dataplatform-stub") | nindent 14 }}
+    {{- else }}
+    {{- $ext := get $np.egress $need }}
+    - ports:
+        {{- range $ext.ports }}
+        - port: {{ . }}
+          protocol: TCP
+        {{- end }}
+      {{- with $ext.to }}
+      to:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+    {{- end }}
+    {{- end }}
+{{- end }}
+
+{{- define "ticketing.autoscaler.hpa" }}
+{{- $a := .c.autoscaling }}
+{{- if lt (int $a.minReplicas) 1 }}
+{{- fail (printf "components.%s.autoscaling.minReplicas must be at least 1 with mode hpa" .name) }}
+{{- end }}
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: {{ include "ticketing.fullname" . }}
+  labels:
+    {{- include "ticketing.labels" . | nindent 4 }}
+spec:
+  scaleTargetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: {{ include "ticketing.fullname" . }}
+  minReplicas: {{ $a.minReplicas }}
+  maxReplicas: {{ $a.maxReplicas }}
+  metrics:
+    - type: Resource
+      resource:
+        name: cpu
+        target:
+          type: Utilization
+          averageUtilization: {{ $a.hpa.cpuUtilization }}
+{{- end }}
+
+{{/*
+KEDA's Kafka scaler: replicas = lag / lagThreshold, capped by the topic's partitions unless
+allowIdleConsumers. One trigger per topic (the HPA takes the highest), so a group reading two
+topics scales on the busier one. The offset reset policy is the consumer's own, so a group
+with no committed offset counts the lag the consumer will really read.
+*/}}
+{{- define "ticketing.autoscaler.keda" }}
+{{- $a := .c.autoscaling }}
+{{- $k := $a.keda }}
+{{- $partitions := int .root.Values.topics.partitions }}
+{{- if and (gt (int $a.maxReplicas) $partitions) (not $k.allowIdleConsumers) }}
+{{- fail (printf "components.%s.autoscaling.maxReplicas (%v) is above topics.partitions (%d): replicas past the partition count idle; set keda.allowIdleConsumers to allow it" .name $a.maxReplicas $partitions) }}
+{{- end }}
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata:
+  name: {{ include "ticketing.fullname" . }}
+  labels:
+    {{- include "ticketing.labels" . | nindent 4 }}
+spec:
+  scaleTargetRef:
+    name: {{ include "ticketing.fullname" . }}
+  pollingInterval: {{ $k.pollingInterval }}
+  cooldownPeriod: {{ $k.cooldownPeriod }}
+  minReplicaCount: {{ $a.minReplicas }}
+  maxReplicaCount: {{ $a.maxReplicas }}
+  triggers:
+    {{- range .c.consumer.topics }}
+    - type: kafka
+      name: {{ . | replace "." "-" }}
+      metadata:
+        bootstrapServers: {{ include "ticketing.kafkaBootstrap" $.root | quote }}
+        consumerGroup: {{ $.c.consumer.group | quote }}
+        topic: {{ . | quote }}
+        lagThreshold: {{ $k.lagThreshold | quote }}
+        activationLagThreshold: {{ $k.activationLagThreshold | quote }}
+        offsetResetPolicy: {{ $.c.consumer.autoOffsetReset | default "earliest" | quote }}
+        allowIdleConsumers: {{ $k.allowIdleConsumers | quote }}
+        excludePersistentLag: {{ $k.excludePersistentLag | quote }}
+    {{- end }}
+{{- end }}

@@ -1,0 +1,100 @@
+{{/* Name of a component's objects: <release>-<component>. */}}
+{{- define "ticketing.fullname" -}}
+{{- printf "%s-%s" .root.Release.Name .name | trunc 63 | trimSuffix "-" -}}
+{{- end }}
+
+{{- define "ticketing.selectorLabels" -}}
+app.kubernetes.io/name: {{ .name }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+{{- end }}
+
+{{- define "ticketing.labels" -}}
+{{ include "ticketing.selectorLabels" . }}
+app.kubernetes.io/part-of: ticketing
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
+{{- end }}
+
+{{/*
+Deep merge of two maps, returned as YAML: keys of .over win, nested maps merge, lists are
+replaced. Unlike sprig's merge, false, 0 and "" in .over win too.
+*/}}
+{{- define "ticketing.merge" -}}
+{{- $out := deepCopy .base -}}
+{{- range $k, $v := .over -}}
+{{- if and (kindIs "map" $v) (kindIs "map" (get $out $k)) -}}
+{{- $_ := set $out $k (include "ticketing.merge" (dict "base" (get $out $k) "over" $v) | fromYaml) -}}
+{{- else -}}
+{{- $_ := set $out $k $v -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $out -}}
+{{- end }}
+
+{{/* The enabled components, default merged: a map name -> settings, as YAML. */}}
+{{- define "ticketing.components" -}}
+{{- $out := dict -}}
+{{- range $name, $c := .Values.components -}}
+{{- if ne $name "default" -}}
+{{- $m := include "ticketing.merge" (dict "base" $.Values.components.default "over" $c) | fromYaml -}}
+{{- if $m.enabled -}}
+{{- $_ := set $out $name $m -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $out -}}
+{{- end }}
+
+{{- define "ticketing.kafkaBootstrap" -}}
+{{- if .Values.kafka.bootstrapServers -}}
+{{- .Values.kafka.bootstrapServers -}}
+{{- else if .Values.infra.enabled -}}
+{{- printf "%s-kafka:9092" .Release.Name -}}
+{{- else -}}
+{{- fail "kafka.bootstrapServers is required unless infra.enabled" -}}
+{{- end -}}
+{{- end }}
+
+{{- define "ticketing.otlpEndpoint" -}}
+{{- if .Values.otel.endpoint -}}
+{{- .Values.otel.endpoint -}}
+{{- else if .Values.infra.enabled -}}
+{{- printf "http://%s-jaeger:4317" .Release.Name -}}
+{{- else -}}
+{{- fail "otel.endpoint is required unless infra.enabled" -}}
+{{- end -}}
+{{- end }}
+
+{{- define "ticketing.dataplatformUrl" -}}
+{{- if .Values.dataplatform.url -}}
+{{- .Values.dataplatform.url -}}
+{{- else if hasKey (include "ticketing.components" . | fromYaml) "dataplatform-stub" -}}
+{{- $stub := get (include "ticketing.components" . | fromYaml) "dataplatform-stub" -}}
+{{- printf "http://%s-dataplatform-stub:%v/payments" .Release.Name $stub.port -}}
+{{- else -}}
+{{- fail "dataplatform.url is required when components.dataplatform-stub is disabled" -}}
+{{- end -}}
+{{- end }}
+
+{{/* The Secret holding DATABASE_URL and REDIS_URL: the user's or the chart's. */}}
+{{- define "ticketing.secretName" -}}
+{{- .Values.secrets.existingSecret | default (printf "%s-connections" .Release.Name) -}}
+{{- end }}
+
+{{- define "ticketing.image" -}}
+{{- printf "%s/%s:%s" .root.Values.image.registry .name .root.Values.image.tag -}}
+{{- end }}
+
+{{/* Hook phases of the Jobs: after the first install when the release brings the infra. */}}
+{{- define "ticketing.jobHook" -}}
+{{- if .Values.infra.enabled -}}post-install,pre-upgrade{{- else -}}pre-install,pre-upgrade{{- end -}}
+{{- end }}
+
+{{- define "ticketing.secretEnv" -}}
+- name: {{ .env }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "ticketing.secretName" .root }}
+      key: {{ .key }}
+{{- end }}

@@ -1,0 +1,124 @@
+{{/*
+One in-cluster dependency (infra.enabled): Deployment (Recreate, emptyDir data) and Service.
+Context: root, name, image, resources, uid, ports (name -> port), probePort, plus optional
+args, command, env, volumes (name -> mountPath), configMap (mounted at /etc/ticketing/<name>),
+readinessExec.
+*/}}
+{{- define "ticketing.infra" }}
+{{- $root := .root }}
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ include "ticketing.fullname" . }}
+  labels:
+    {{- include "ticketing.labels" . | nindent 4 }}
+spec:
+  type: ClusterIP
+  selector:
+    {{- include "ticketing.selectorLabels" . | nindent 4 }}
+  ports:
+    {{- range $name, $port := .ports }}
+    - name: {{ $name }}
+      port: {{ $port }}
+      targetPort: {{ $name }}
+      protocol: TCP
+    {{- end }}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ include "ticketing.fullname" . }}
+  labels:
+    {{- include "ticketing.labels" . | nindent 4 }}
+spec:
+  replicas: 1
+  strategy:
+    type: Recreate
+  selector:
+    matchLabels:
+      {{- include "ticketing.selectorLabels" . | nindent 6 }}
+  template:
+    metadata:
+      labels:
+        {{- include "ticketing.labels" . | nindent 8 }}
+    spec:
+      automountServiceAccountToken: false
+      securityContext:
+        runAsNonRoot: true
+        runAsUser: {{ .uid }}
+        runAsGroup: {{ .uid }}
+        fsGroup: {{ .uid }}
+        seccompProfile:
+          type: RuntimeDefault
+      containers:
+        - name: {{ .name }}
+          image: {{ .image }}
+          imagePullPolicy: IfNotPresent
+          {{- with .command }}
+          command:
+            {{- toYaml . | nindent 12 }}
+          {{- end }}
+          {{- with .args }}
+          args:
+            {{- toYaml . | nindent 12 }}
+          {{- end }}
+          {{- with .env }}
+          env:
+            {{- toYaml . | nindent 12 }}
+          {{- end }}
+          ports:
+            {{- range $name, $port := .ports }}
+            - name: {{ $name }}
+              containerPort: {{ $port }}
+              protocol: TCP
+            {{- end }}
+          livenessProbe:
+            tcpSocket:
+              port: {{ .probePort }}
+            initialDelaySeconds: 30
+            periodSeconds: 10
+          readinessProbe:
+            {{- if .readinessExec }}
+            exec:
+              command:
+                {{- toYaml .readinessExec | nindent 16 }}
+            {{- else }}
+            tcpSocket:
+              port: {{ .probePort }}
+            {{- end }}
+            periodSeconds: 5
+          resources:
+            {{- toYaml .resources | nindent 12 }}
+          securityContext:
+            allowPrivilegeEscalation: false
+            readOnlyRootFilesystem: true
+            runAsNonRoot: true
+            capabilities:
+              drop: [ALL]
+            seccompProfile:
+              type: RuntimeDefault
+          volumeMounts:
+            - name: tmp
+              mountPath: /tmp
+            {{- range $name, $path := .volumes }}
+            - name: {{ $name }}
+              mountPath: {{ $path }}
+            {{- end }}
+            {{- if .configMap }}
+            - name: config
+              mountPath: /etc/ticketing/{{ .name }}
+              readOnly: true
+            {{- end }}
+      volumes:
+        - name: tmp
+          emptyDir: {}
+        {{- range $name, $path := .volumes }}
+        - name: {{ $name }}
+          emptyDir: {}
+        {{- end }}
+        {{- if .configMap }}
+        - name: config
+          configMap:
+            name: {{ include "ticketing.fullname" . }}
+        {{- end }}
+{{- end }}
