@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 from redis import Redis
@@ -24,6 +24,9 @@ from payment_api.service_layer.activator import QueueActivator
 from payment_api.service_layer.background import BackgroundLoop
 from payment_api.service_layer.relay import OutboxRelay, Publisher
 from payment_api.service_layer.unit_of_work import UnitOfWork
+
+if TYPE_CHECKING:
+    from payment_api.adapters.inline_post_processing import InlinePostProcessing
 
 log = structlog.get_logger(__name__)
 
@@ -75,6 +78,8 @@ class Services:
     queue: RedisQueue
     relay: OutboxRelay | None
     activator: QueueActivator | None
+    # POST_PROCESSING=sync only: the post-payment steps the payment request runs itself.
+    post_processing: InlinePostProcessing | None = None
     components: list[Component] = field(default_factory=list)
 
     def uow(self) -> UnitOfWork:
@@ -87,6 +92,8 @@ class Services:
     def close(self) -> None:
         for component in reversed(self.components):
             component.stop()
+        if self.post_processing is not None:
+            self.post_processing.close()
         self.redis.close()
         self.engine.dispose()
 
@@ -136,6 +143,12 @@ def bootstrap(
             leader_ttl_s=settings.queue_leader_ttl_s,
         )
     services = Services(settings, engine, client, queue, relay, activator)
+    if settings.post_processing == "sync":
+        from payment_api.adapters.inline_post_processing import build_inline_post_processing
+
+        services.post_processing = build_inline_post_processing(
+            engine, client, settings.redis_key_prefix
+        )
     housekeeper = BackgroundLoop(
         "housekeeping",
         partial(

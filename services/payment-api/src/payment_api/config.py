@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -54,6 +56,10 @@ class Settings(BaseSettings):
     idempotency_retention_s: int = Field(default=86400, gt=0)
 
     problem_type_base: str = "urn:ticketing:problem:"
+
+    # events: the consumers do the post-payment steps. sync: the payment request does them
+    # after its commit, before answering (needs the sync-post-processing extra).
+    post_processing: Literal["events", "sync"] = "events"
 
     @property
     def is_sqlite(self) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 import threading
 
 from fastapi import FastAPI
@@ -29,6 +30,14 @@ def app_factory() -> FastAPI:
 
 def serve(settings: Settings) -> None:
     import uvicorn
+
+    if settings.post_processing == "sync":
+        from payment_api.adapters.inline_post_processing import MissingExtra, require_extra
+
+        try:
+            require_extra()  # here, once, rather than in every worker
+        except MissingExtra as exc:
+            sys.exit(f"payment-api: {exc}")
 
     uvicorn.run(
         "payment_api.entrypoint:app_factory",

@@ -36,6 +36,7 @@ class PaymentOutcome:
     reason: FailureReason | None
     balance: int | None  # after a success
     at: datetime
+    event: PaymentSucceeded | PaymentFailed  # written to the outbox
 
 
 def pay(tx: UnitOfWork, caller: Caller, reservation_id: int, now: datetime) -> PaymentOutcome:
@@ -83,7 +84,8 @@ def _succeed(
         schedule_seat_count=schedule.seat_count,
         sale_opened_at=schedule.sale_opened_at,
     )
-    tx.outbox.add(PaymentSucceeded.new(payload, producer=PRODUCER))
+    event = PaymentSucceeded.new(payload, producer=PRODUCER)
+    tx.outbox.add(event)
     return PaymentOutcome(
         payment_id,
         r.reservation_id,
@@ -93,6 +95,7 @@ def _succeed(
         None,
         balance,
         now,
+        event,
     )
 
 
@@ -131,7 +134,16 @@ def _fail(
         reason=reason,
         failed_at=now,
     )
-    tx.outbox.add(PaymentFailed.new(payload, producer=PRODUCER))
+    event = PaymentFailed.new(payload, producer=PRODUCER)
+    tx.outbox.add(event)
     return PaymentOutcome(
-        payment_id, r.reservation_id, r.seat_id, r.amount, PaymentStatus.FAILED, reason, None, now
+        payment_id,
+        r.reservation_id,
+        r.seat_id,
+        r.amount,
+        PaymentStatus.FAILED,
+        reason,
+        None,
+        now,
+        event,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from ticketing_events import PaymentFailed, PaymentSucceeded
 
 from payment_api.api import schemas
 from payment_api.api.dependencies import (
@@ -48,9 +49,11 @@ def pay(
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     payer = caller(svc, token)
+    announced: list[PaymentSucceeded | PaymentFailed] = []
 
     def work(tx: UnitOfWork) -> once.Answer:
         outcome = payments.pay(tx, payer, body.reservation_id, now)
+        announced.append(outcome.event)
         if outcome.reason is not None:
             status, problem_body = payment_failure(
                 problem,
@@ -72,6 +75,10 @@ def pay(
 
     key = idempotency(request, payer.user_id, idempotency_key, body.model_dump_json())
     answer = once.execute(svc.uow, work, key)
+    # POST_PROCESSING=sync: the committed payment's steps, before answering. Nothing for a
+    # replayed answer (``work`` did not run).
+    if svc.post_processing is not None:
+        svc.post_processing.run(announced)
     log.info(
         "payment answered",
         user_id=payer.user_id,

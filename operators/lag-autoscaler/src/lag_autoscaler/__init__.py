@@ -1,0 +1,1 @@
+"""A kopf operator that scales a consumer Deployment on its Kafka consumer-group lag."""
