@@ -7,7 +7,7 @@ UV = $(shell scripts/ensure-uv.sh)
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: help demo up down logs install infra-install infra-up infra-down infra-status topics test test-unit lint bench-consumer bench-consumers bench-api images images-test
+.PHONY: help demo up down logs install infra-install infra-up infra-down infra-status topics test test-unit lint bench-consumer bench-consumers bench-api bench-headline images images-test
 .PHONY: chart-check chart-golden kind-up kind-down
 
 help: ## list the targets
@@ -62,6 +62,9 @@ bench-consumers: install infra-up ## each post-payment service's events/s on a b
 
 bench-api: install infra-up ## payment-api rush: open-loop payments/s, latency percentiles, outbox delay
 	$(ENV) $(UV) run python bench/api_bench.py
+
+bench-headline: install infra-up ## events vs sync post-processing: payment p99 at 50/s and 300/s, a consumer outage (BENCH_ARGS)
+	$(ENV) $(UV) run python bench/headline_bench.py $(BENCH_ARGS)
 
 images: ## build one image per services/*/Dockerfile with podman on a local Debian base (sizes)
 	bash images/build.sh
