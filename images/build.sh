@@ -20,8 +20,7 @@ fi
 if (($#)); then names=("$@"); else mapfile -t names < <(services); fi
 declare -A seconds
 for name in "${names[@]}"; do
-  dockerfile="$REPO_ROOT/services/$name/Dockerfile"
-  [[ -f "$dockerfile" ]] || { echo "no $dockerfile" >&2; exit 1; }
+  dockerfile="$(dockerfile_of "$name")"
   log="$IMAGES_CACHE/build-$name.log"
   echo "building $IMAGE_PREFIX/$name:$IMAGE_TAG (log: $log)"
   start=$SECONDS

@@ -29,12 +29,22 @@ need runc
 # crun refuses this machine's cgroup layout; runc works.
 pm() { podman --runtime runc "$@"; }
 
-# Services that have a Dockerfile, one name a line.
+# Services and operators that have a Dockerfile, one name a line.
 services() {
   local f
-  for f in "$REPO_ROOT"/services/*/Dockerfile; do
+  for f in "$REPO_ROOT"/services/*/Dockerfile "$REPO_ROOT"/operators/*/Dockerfile; do
     [[ -f "$f" ]] && basename "$(dirname "$f")"
   done
+}
+
+# The Dockerfile of a service or operator.
+dockerfile_of() {
+  local f
+  for f in "$REPO_ROOT/services/$1/Dockerfile" "$REPO_ROOT/operators/$1/Dockerfile"; do
+    [[ -f "$f" ]] && { echo "$f"; return; }
+  done
+  echo "no Dockerfile for $1 under services/ or operators/" >&2
+  return 1
 }
 
 human() { numfmt --to=iec --suffix=B --format='%.1f' "$1"; }

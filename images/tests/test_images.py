@@ -51,6 +51,7 @@ TAG = os.environ.get("IMAGE_TAG", "dev")
 LABEL = os.environ.get("IMAGES_TEST_LABEL", "ticketing-imgtest")
 RUN = uuid.uuid4().hex[:8]
 SERVICES = sorted(p.parent.name for p in ROOT.glob("services/*/Dockerfile"))
+OPERATORS = sorted(p.parent.name for p in ROOT.glob("operators/*/Dockerfile"))
 CONSUMERS = {g.service: g for g in CONSUMER_GROUPS.values()}
 HTTP_SERVICES = {"payment-api", "dataplatform-stub"}
 TEMPLATES: dict[str, Callable[[], Envelope]] = {
@@ -211,7 +212,7 @@ def migrated(env: dict[str, str]) -> dict[str, str]:
     return env
 
 
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", SERVICES + OPERATORS)
 def test_image_shape(service: str) -> None:
     """Non-root, exec-form entrypoint, no build tools or build-time settings left."""
     config = json.loads(podman("image", "inspect", "--format={{json .Config}}", image(service)))
@@ -224,6 +225,12 @@ def test_image_shape(service: str) -> None:
         "run", "--rm", "--entrypoint=sh", image(service), "-c", "command -v uv pip gcc cc || true"
     )
     assert found == "", f"build tools in the image: {found}"
+
+
+@pytest.mark.parametrize("operator", OPERATORS)
+def test_operator_starts_its_command_line(operator: str) -> None:
+    """The operator needs a Kubernetes API to run; here its entrypoint and imports load."""
+    assert "usage:" in podman("run", "--rm", image(operator), "run", "--help")
 
 
 def test_payment_api_ready(migrated: dict[str, str]) -> None:
