@@ -2,13 +2,13 @@
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
-ENV := source infra/env.sh &&
+ENV := source infra/k8s/env.sh &&
 UV = $(shell scripts/ensure-uv.sh)
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
 .PHONY: help demo up down logs install infra-install infra-up infra-down infra-status topics test test-unit lint bench-consumer bench-consumers bench-api bench-headline images images-test
-.PHONY: chart-check chart-golden kind-up kind-down
+.PHONY: chart-check chart-golden kind-up kind-down k8s-build k8s-up k8s-down
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -43,11 +43,11 @@ infra-status: ## show each component's health, address, pid and log
 topics: ## create every topic and dead-letter topic of the registry
 	$(ENV) $(UV) run ticketing-topics
 
-test: install infra-up chart-check ## run the whole test suite against the real infrastructure
+test: install infra-up k8s-up chart-check ## run the whole test suite against the real infrastructure and control plane
 	$(ENV) $(UV) run pytest $(PYTEST_ARGS)
 
 test-unit: ## tests that need no infrastructure
-	$(UV) run pytest -m "not kafka and not redis and not postgres and not jaeger" $(PYTEST_ARGS)
+	$(UV) run pytest -m "not kafka and not redis and not postgres and not jaeger and not k8s" $(PYTEST_ARGS)
 
 lint: ## ruff and mypy (strict on libs/events)
 	$(UV) run ruff check .
@@ -77,6 +77,15 @@ chart-check: ## Helm chart: lint, render each ci/ profile, diff against examples
 
 chart-golden: ## rewrite the chart's golden manifests (charts/ticketing/examples/) from the renders
 	bash charts/check.sh --golden
+
+k8s-build: ## build etcd, kube-apiserver, controller-manager, scheduler and kwok from the Go proxy (cached)
+	bash infra/k8s/build.sh
+
+k8s-up: k8s-build ## a real control plane on loopback for tests (kubeconfig: .infra/k8s/kubeconfig)
+	bash infra/k8s/k8s.sh up
+
+k8s-down: ## stop the control plane of `make k8s-up` (`bash infra/k8s/k8s.sh purge` drops its data)
+	bash infra/k8s/k8s.sh down
 
 kind-up: images ## kind cluster with the whole system (K8S=minikube for minikube); cannot run here
 	bash charts/kind.sh up

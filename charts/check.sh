@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make chart-check`: lint the chart with each ci/ values file, render it, diff the renders
-# against the golden manifests in examples/, validate every object offline (Kubernetes and
-# KEDA schemas) and check that bad values are refused.
+# against the golden manifests in examples/, validate every object and the chart's CRDs offline
+# (Kubernetes schemas; KEDA's CRDs and the chart's for custom resources) and check that bad
+# values are refused.
 # `charts/check.sh --golden` (`make chart-golden`) rewrites examples/ instead of diffing.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -46,8 +47,9 @@ fi
 say "renders match $CHART/examples/"
 
 "$UV" run --quiet --no-project --with "$KUBERNETES_VALIDATE" python charts/validate.py \
-  --kube-version "$KUBE_VERSION" --keda-crds "$KEDA_CRDS" "$work"/*.yaml
-say "every object valid against Kubernetes $KUBE_VERSION and KEDA's CRDs"
+  --kube-version "$KUBE_VERSION" --crds "$KEDA_CRDS" --crds "$CHART/crds" \
+  "$CHART"/crds/*.yaml "$work"/*.yaml
+say "every object valid against Kubernetes $KUBE_VERSION, KEDA's CRDs and the chart's"
 
 # Values the chart must refuse, each with the message it must give.
 refuse() {
@@ -67,4 +69,12 @@ refuse "additional properties" -f "$CHART/ci/default-values.yaml" --set componen
 refuse "kafka.bootstrapServers is required" -f "$CHART/ci/default-values.yaml" --set kafka.bootstrapServers=
 refuse "minReplicas must be at least 1" -f "$CHART/ci/hpa-values.yaml" \
   --set components.default.autoscaling.minReplicas=0
+refuse "above topics.partitions" -f "$CHART/ci/operator-values.yaml" \
+  --set components.ranking-consumer.autoscaling.maxReplicas=7
+refuse "needs components.lag-autoscaler.enabled" -f "$CHART/ci/operator-values.yaml" \
+  --set components.lag-autoscaler.enabled=false
+refuse "the chart sets them" -f "$CHART/ci/operator-values.yaml" \
+  --set "components.lag-autoscaler.args={run}"
+refuse "the operator does not implement it" -f "$CHART/ci/operator-values.yaml" \
+  --set components.ranking-consumer.autoscaling.keda.excludePersistentLag=true
 say "bad values refused"

@@ -1,9 +1,10 @@
 """Validate rendered manifests offline, strictly (unknown fields are errors).
 
-Kubernetes kinds against the schemas bundled in kubernetes-validate; KEDA's ScaledObject
-against the openAPIV3Schema of KEDA's own CRD. Run by charts/check.sh:
+Kubernetes kinds (CRDs included) against the schemas bundled in kubernetes-validate; custom
+resources (KEDA's ScaledObject, the chart's ConsumerLagAutoscaler and KopfPeering) against the
+openAPIV3Schema of their CRD. Run by charts/check.sh:
 
-    python charts/validate.py --kube-version 1.34.0 --keda-crds DIR rendered.yaml...
+    python charts/validate.py --kube-version 1.34.0 --crds KEDA_DIR --crds CHART/crds FILE...
 """
 
 from __future__ import annotations
@@ -34,16 +35,19 @@ def strict(schema: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def crd_schemas(crd_dir: Path) -> dict[tuple[str, str], dict[str, Any]]:
-    """(apiVersion, kind) -> JSON schema, for every served version of every CRD in the dir."""
+def crd_schemas(crd_dirs: list[Path]) -> dict[tuple[str, str], dict[str, Any]]:
+    """(apiVersion, kind) -> JSON schema, for every served version of every CRD in the dirs."""
     schemas = {}
-    for path in sorted(crd_dir.glob("*.yaml")):
+    paths = [path for crd_dir in crd_dirs for path in sorted(crd_dir.glob("*.yaml"))]
+    for path in paths:
         crd = yaml.safe_load(path.read_text())
         group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
         for version in crd["spec"]["versions"]:
             if version.get("served"):
                 schema = strict(version["schema"]["openAPIV3Schema"])
-                # metadata is checked by the API server, not by the CRD schema
+                # the API server checks these, whether the CRD schema names them or not
+                schema["properties"]["apiVersion"] = {"type": "string"}
+                schema["properties"]["kind"] = {"type": "string"}
                 schema["properties"]["metadata"] = {"type": "object"}
                 schemas[(f"{group}/{version['name']}", kind)] = schema
     return schemas
@@ -52,10 +56,11 @@ def crd_schemas(crd_dir: Path) -> dict[tuple[str, str], dict[str, Any]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kube-version", required=True)
-    parser.add_argument("--keda-crds", type=Path, required=True)
+    parser.add_argument("--crds", type=Path, action="append", required=True, help="repeatable")
     parser.add_argument("files", nargs="+", type=Path)
     args = parser.parse_args(argv)
-    crds = crd_schemas(args.keda_crds)
+    crds = crd_schemas(args.crds)
+    custom_groups = {api_version.split("/")[0] for api_version, _ in crds}
     errors = 0
     for path in args.files:
         kinds: collections.Counter[str] = collections.Counter()
@@ -68,8 +73,8 @@ def main(argv: list[str] | None = None) -> int:
                 crd = crds.get((doc["apiVersion"], doc["kind"]))
                 if crd is not None:
                     jsonschema.validate(doc, crd, cls=jsonschema.Draft7Validator)
-                elif doc["apiVersion"].startswith("keda.sh/"):
-                    raise LookupError(f"no KEDA CRD for {doc['apiVersion']} {doc['kind']}")
+                elif doc["apiVersion"].split("/")[0] in custom_groups:
+                    raise LookupError(f"no CRD for {doc['apiVersion']} {doc['kind']}")
                 else:
                     kubernetes_validate.validate(doc, args.kube_version, strict=True)
             except (jsonschema.ValidationError, kubernetes_validate.ValidationError) as exc:

@@ -1,7 +1,7 @@
 """The chart's rendered objects, read from the golden manifests under charts/ticketing/examples/.
 
 `make chart-check` (part of `make test`) renders each ci/ profile, fails when a render differs
-from its golden file and validates every object against the Kubernetes and KEDA schemas; these
+from its golden file and validates every object against the Kubernetes schemas and the CRDs; these
 tests check what the schemas cannot: the wiring.
 """
 
@@ -13,13 +13,20 @@ from typing import Any
 
 import pytest
 import yaml
+from lag_autoscaler.main import parser
+from lag_autoscaler.spec import GROUP, KIND, PLURAL, VERSION, AutoscalerSpec
 from ticketing_events.topics import CONSUMER_GROUPS
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "ticketing" / "examples"
-PROFILES = ("default", "kind", "keda", "hpa", "external")
+CHART = Path(__file__).resolve().parents[1] / "ticketing"
+EXAMPLES = CHART / "examples"
+PROFILES = ("default", "kind", "keda", "hpa", "external", "operator")
 RELEASE = "ticketing"
+NAMESPACE = "ticketing"
 # The objects of each profile; a change here is a change of the chart's footprint.
-OBJECT_COUNTS = {"default": 34, "kind": 43, "keda": 48, "hpa": 39, "external": 28}
+OBJECT_COUNTS = {"default": 35, "kind": 44, "keda": 49, "hpa": 40, "external": 28, "operator": 47}
+OPERATOR = f"{RELEASE}-lag-autoscaler"
+# The consumers that ci/operator-values.yaml puts in mode operator.
+OPERATED = {"ranking-consumer", "cleanup-consumer"}
 INFRA = {"kafka", "redis", "postgresql", "jaeger"}
 # Passwords that the ci/ values files put into the chart's own Secret.
 CI_PASSWORDS = ("ci-database-password", "ci-redis-password", "ticketing-dev")
@@ -111,7 +118,9 @@ def test_security_context_everywhere(profile: tuple[str, list[Manifest]]) -> Non
     for name, spec in specs:
         assert spec["securityContext"]["runAsNonRoot"] is True, name
         assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", name
-        assert spec["automountServiceAccountToken"] is False, name
+        # Only the operator and its hook talk to the Kubernetes API.
+        with_token = spec.get("serviceAccountName") == OPERATOR
+        assert spec["automountServiceAccountToken"] is with_token, name
         mounts_tmp = {v["name"] for v in spec.get("volumes", [])}
         for container in spec["containers"]:
             ctx = container["securityContext"]
@@ -138,6 +147,7 @@ def test_probes_on_the_health_endpoints(profile: tuple[str, list[Manifest]]) -> 
         expected = {
             "payment-api": ("/healthz", "/readyz"),
             "dataplatform-stub": ("/healthz", "/healthz"),
+            "lag-autoscaler": ("/healthz", "/healthz"),
         }.get(component, ("/livez", "/readyz"))
         assert paths == expected, name
 
@@ -158,13 +168,23 @@ def test_no_secret_value_with_an_existing_secret() -> None:
 
 
 def test_chart_secret_holds_the_urls_otherwise() -> None:
-    secrets = of_kind(load("default"), "Secret")
-    (secret,) = secrets.values()
-    assert set(secret["stringData"]) == {"DATABASE_URL", "REDIS_URL"}
-    for name, spec in pod_specs(load("default")):
+    objects = load("default")
+    secrets = of_kind(objects, "Secret")
+    assert set(secrets) == {"ticketing-connections", "ticketing-connections-hooks"}
+    regular, hooks = secrets["ticketing-connections"], secrets["ticketing-connections-hooks"]
+    assert regular["stringData"] == hooks["stringData"]
+    assert set(regular["stringData"]) == {"DATABASE_URL", "REDIS_URL"}
+    assert "annotations" not in regular["metadata"]
+    # The hook copy goes once the hook Jobs succeeded: nothing outlives an uninstall.
+    policy = hooks["metadata"]["annotations"]["helm.sh/hook-delete-policy"]
+    assert "hook-succeeded" in policy.split(",")
+    for name, spec in pod_specs(objects):
+        wanted = "ticketing-connections" + ("-hooks" if name.startswith("Job ") else "")
         for container in spec["containers"]:
             for env in container.get("env", []):
                 assert "password" not in str(env.get("value", "")), name
+                if env["name"] in ("DATABASE_URL", "REDIS_URL"):
+                    assert env["valueFrom"]["secretKeyRef"]["name"] == wanted, name
 
 
 def test_network_policies_allow_only_what_each_needs() -> None:
@@ -215,3 +235,168 @@ def topics_job_arg(objects: list[Manifest], flag: str) -> str:
     ]
     args = container["args"]
     return args[args.index(flag) + 1]
+
+
+def values(profile: str, component: str) -> dict[str, Any]:
+    """A component's settings: values.yaml, then the profile's, default merged under the entry."""
+
+    def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+        out = dict(base)
+        for k, v in over.items():
+            out[k] = merge(out[k], v) if isinstance(v, dict) and k in out else v
+        return out
+
+    files = (CHART / "values.yaml", CHART / "ci" / f"{profile}-values.yaml")
+    merged: dict[str, Any] = {}
+    for path in files:
+        merged = merge(merged, yaml.safe_load(path.read_text()))
+    return merge(merged["components"]["default"], merged["components"].get(component, {}))
+
+
+def operator_objects(objects: list[Manifest]) -> list[Manifest]:
+    """The objects that exist for the operator only."""
+    kinds = {KIND, "KopfPeering", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
+    return [o for o in objects if o["kind"] in kinds or o["metadata"]["name"].startswith(OPERATOR)]
+
+
+def test_operator_only_while_a_consumer_is_in_operator_mode(
+    profile: tuple[str, list[Manifest]],
+) -> None:
+    name, objects = profile
+    found = Counter(o["kind"] for o in operator_objects(objects))
+    if name != "operator":
+        assert not found
+        return
+    assert found == {
+        "ServiceAccount": 1,
+        "Deployment": 1,
+        "PodDisruptionBudget": 1,
+        "NetworkPolicy": 1,
+        "Role": 1,
+        "RoleBinding": 1,
+        "ClusterRole": 1,
+        "ClusterRoleBinding": 1,
+        "KopfPeering": 1,
+        "Job": 1,
+        KIND: len(OPERATED),
+    }
+
+
+def test_one_autoscaler_per_operated_consumer() -> None:
+    objects = load("operator")
+    autoscalers = of_kind(objects, KIND)
+    deployments = of_kind(objects, "Deployment")
+    assert set(autoscalers) == {f"{RELEASE}-{c}" for c in OPERATED}
+    groups = {g.service: (group, g.topics) for group, g in CONSUMER_GROUPS.items()}
+    for component in OPERATED:
+        name = f"{RELEASE}-{component}"
+        cla = autoscalers[name]
+        assert cla["apiVersion"] == f"{GROUP}/{VERSION}"
+        spec = cla["spec"]
+        AutoscalerSpec.model_validate(spec)  # the operator reads it as it is
+        env = env_of(deployments[name])
+        group, topics = groups[component]
+        assert spec["deployment"] == name
+        assert spec["consumerGroup"] == env["CONSUMER_GROUP"] == group
+        assert spec["topics"] == list(topics)
+        assert spec["offsetResetPolicy"] == env["CONSUMER_AUTO_OFFSET_RESET"]
+        a = values("operator", component)["autoscaling"]
+        assert a["mode"] == "operator"
+        assert (spec["minReplicas"], spec["maxReplicas"]) == (a["minReplicas"], a["maxReplicas"])
+        k = a["keda"]
+        assert spec["lagThreshold"] == k["lagThreshold"]
+        assert spec["activationLagThreshold"] == k["activationLagThreshold"]
+        assert spec["pollingIntervalSeconds"] == k["pollingInterval"]
+        assert spec["scaleDownStabilizationSeconds"] == k["cooldownPeriod"]
+        assert spec["allowIdleConsumers"] == k["allowIdleConsumers"]
+        assert "limitToPartitionsWithLag" not in spec
+    # The operator owns the operated consumers' replicas; the others keep theirs.
+    for name, deployment in deployments.items():
+        operated = name.removeprefix(f"{RELEASE}-") in OPERATED
+        assert ("replicas" in deployment["spec"]) is not operated, name
+
+
+def test_operator_runs_namespaced_with_leader_election() -> None:
+    objects = load("operator")
+    deployment = of_kind(objects, "Deployment")[OPERATOR]
+    assert deployment["spec"]["replicas"] == 2
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == "localhost/ticketing/lag-autoscaler:dev"
+    args = parser().parse_args(container["args"])
+    assert (args.command, args.namespace, args.all_namespaces) == ("run", [NAMESPACE], False)
+    assert not args.standalone and args.priority is None  # each replica draws its own
+    (peering,) = of_kind(objects, "KopfPeering").values()
+    assert args.peering == peering["metadata"]["name"]
+    port = container["ports"][0]["containerPort"]
+    assert args.liveness == f"http://0.0.0.0:{port}/healthz"
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert pod["serviceAccountName"] == OPERATOR
+    assert of_kind(objects, "ServiceAccount")[OPERATOR]["automountServiceAccountToken"] is True
+    env = env_of(deployment)
+    assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka-bootstrap.kafka.svc:9092"
+
+
+def rules_of(role: Manifest) -> dict[tuple[str, str], tuple[set[str], list[str] | None]]:
+    return {
+        (group, resource): (set(rule["verbs"]), rule.get("resourceNames"))
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+
+
+def test_operator_rbac_is_least_privilege() -> None:
+    objects = load("operator")
+    (role,) = of_kind(objects, "Role").values()
+    (cluster_role,) = of_kind(objects, "ClusterRole").values()
+    targets = sorted(f"{RELEASE}-{c}" for c in OPERATED)
+    assert rules_of(role) == {
+        # watch; kopf's finalizer and annotations; list, patch and delete for the hook
+        (GROUP, PLURAL): ({"get", "list", "watch", "patch", "delete"}, None),
+        (GROUP, f"{PLURAL}/status"): ({"get", "patch"}, None),
+        ("apps", "deployments/scale"): ({"get", "patch"}, targets),
+        ("", "events"): ({"create"}, None),
+        ("kopf.dev", "kopfpeerings"): ({"get", "list", "watch", "patch"}, None),
+    }
+    # Cluster-wide only what kopf cannot do without, even namespaced.
+    assert rules_of(cluster_role) == {
+        ("apiextensions.k8s.io", "customresourcedefinitions"): ({"list", "watch"}, None),
+    }
+    assert cluster_role["metadata"]["name"] == f"{NAMESPACE}-{OPERATOR}"
+    subject = {"kind": "ServiceAccount", "name": OPERATOR, "namespace": NAMESPACE}
+    for kind, bound in (("RoleBinding", role), ("ClusterRoleBinding", cluster_role)):
+        (binding,) = of_kind(objects, kind).values()
+        assert binding["subjects"] == [subject], kind
+        ref = binding["roleRef"]
+        assert (ref["kind"], ref["name"]) == (bound["kind"], bound["metadata"]["name"]), kind
+    tokens = [
+        n
+        for n, sa in of_kind(objects, "ServiceAccount").items()
+        if sa["automountServiceAccountToken"]
+    ]
+    assert tokens == [OPERATOR]
+
+
+def test_operator_network_policy() -> None:
+    policy = of_kind(load("operator"), "NetworkPolicy")[OPERATOR]["spec"]
+    egress = {p["port"] for rule in policy["egress"] for p in rule["ports"]}
+    assert egress == {53, 9092, 443, 6443}  # DNS, Kafka, the API server
+    assert [p["port"] for rule in policy["ingress"] for p in rule["ports"]] == ["http"]
+
+
+def test_release_hook_frees_the_autoscalers_before_uninstall() -> None:
+    objects = load("operator")
+    jobs = of_kind(objects, "Job")
+    hook = jobs[f"{OPERATOR}-release"]
+    annotations = hook["metadata"]["annotations"]
+    assert annotations["helm.sh/hook"] == "pre-delete"
+    other = jobs[f"{RELEASE}-topics"]["metadata"]["annotations"]
+    for key in ("helm.sh/hook-weight", "helm.sh/hook-delete-policy"):
+        assert annotations[key] == other[key], key
+    pod = hook["spec"]["template"]["spec"]
+    assert (pod["serviceAccountName"], pod["automountServiceAccountToken"]) == (OPERATOR, True)
+    (container,) = pod["containers"]
+    assert container["image"] == "localhost/ticketing/lag-autoscaler:dev"
+    args = parser().parse_args(container["args"])
+    assert (args.command, args.namespace) == ("release", NAMESPACE)

@@ -7,7 +7,24 @@ metadata:
   name: {{ include "ticketing.fullname" . }}
   labels:
     {{- include "ticketing.labels" . | nindent 4 }}
-automountServiceAccountToken: false
+automountServiceAccountToken: {{ include "ticketing.apiToken" . }}
+{{- end }}
+
+{{/* Only a component that needs the Kubernetes API gets a service account token. */}}
+{{- define "ticketing.apiToken" -}}
+{{- has "kubernetesApi" (.c.needs | default list) -}}
+{{- end }}
+
+{{/* The entrypoint's arguments; the operator's say where it works, its peering and probe. */}}
+{{- define "ticketing.args" -}}
+{{- if eq .name "lag-autoscaler" -}}
+{{- if .c.args -}}
+{{- fail "components.lag-autoscaler.args: the chart sets them" -}}
+{{- end -}}
+{{- toYaml (list "run" "--namespace" .root.Release.Namespace "--peering" (include "ticketing.fullname" .) "--liveness" (printf "http://0.0.0.0:%v%s" .c.port .c.probes.liveness)) -}}
+{{- else -}}
+{{- toYaml .c.args -}}
+{{- end -}}
 {{- end }}
 
 {{- define "ticketing.env" }}
@@ -18,8 +35,10 @@ automountServiceAccountToken: false
   value: {{ .name | quote }}
 - name: LOG_LEVEL
   value: {{ $root.Values.logLevel | quote }}
-- name: {{ $c.portEnv }}
+{{- with $c.portEnv }}
+- name: {{ . }}
   value: {{ $c.port | quote }}
+{{- end }}
 - name: K8S_POD_NAME
   valueFrom:
     fieldRef:
@@ -99,7 +118,7 @@ spec:
       {{- end }}
     spec:
       serviceAccountName: {{ include "ticketing.fullname" . }}
-      automountServiceAccountToken: false
+      automountServiceAccountToken: {{ include "ticketing.apiToken" . }}
       terminationGracePeriodSeconds: {{ $c.terminationGracePeriodSeconds }}
       securityContext:
         {{- toYaml $c.podSecurityContext | nindent 8 }}
@@ -107,7 +126,7 @@ spec:
         - name: {{ .name }}
           image: {{ include "ticketing.image" . }}
           imagePullPolicy: {{ .root.Values.image.pullPolicy }}
-          {{- with $c.args }}
+          {{- with include "ticketing.args" . | fromYamlArray }}
           args:
             {{- toYaml . | nindent 12 }}
           {{- end }}
@@ -328,10 +347,7 @@ with no committed offset counts the lag the consumer will really read.
 {{- define "ticketing.autoscaler.keda" }}
 {{- $a := .c.autoscaling }}
 {{- $k := $a.keda }}
-{{- $partitions := int .root.Values.topics.partitions }}
-{{- if and (gt (int $a.maxReplicas) $partitions) (not $k.allowIdleConsumers) }}
-{{- fail (printf "components.%s.autoscaling.maxReplicas (%v) is above topics.partitions (%d): replicas past the partition count idle; set keda.allowIdleConsumers to allow it" .name $a.maxReplicas $partitions) }}
-{{- end }}
+{{- include "ticketing.autoscaler.partitionCap" . }}
 apiVersion: keda.sh/v1alpha1
 kind: ScaledObject
 metadata:
@@ -359,4 +375,45 @@ spec:
         allowIdleConsumers: {{ $k.allowIdleConsumers | quote }}
         excludePersistentLag: {{ $k.excludePersistentLag | quote }}
     {{- end }}
+{{- end }}
+
+{{- define "ticketing.autoscaler.partitionCap" }}
+{{- $a := .c.autoscaling }}
+{{- $partitions := int .root.Values.topics.partitions }}
+{{- if and (gt (int $a.maxReplicas) $partitions) (not $a.keda.allowIdleConsumers) }}
+{{- fail (printf "components.%s.autoscaling.maxReplicas (%v) is above topics.partitions (%d): replicas past the partition count idle; set keda.allowIdleConsumers to allow it" .name $a.maxReplicas $partitions) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The lag-autoscaler operator's resource (operators/lag-autoscaler), from the keda values:
+cooldownPeriod becomes its scale-down stabilization window. It sums the lag of the group's
+topics where KEDA takes the busiest one.
+*/}}
+{{- define "ticketing.autoscaler.operator" }}
+{{- $a := .c.autoscaling }}
+{{- $k := $a.keda }}
+{{- include "ticketing.autoscaler.partitionCap" . }}
+{{- if $k.excludePersistentLag }}
+{{- fail (printf "components.%s.autoscaling.keda.excludePersistentLag: the operator does not implement it" .name) }}
+{{- end }}
+apiVersion: autoscaling.ticketing.dev/v1alpha1
+kind: ConsumerLagAutoscaler
+metadata:
+  name: {{ include "ticketing.fullname" . }}
+  labels:
+    {{- include "ticketing.labels" . | nindent 4 }}
+spec:
+  deployment: {{ include "ticketing.fullname" . }}
+  consumerGroup: {{ .c.consumer.group | quote }}
+  topics:
+    {{- toYaml .c.consumer.topics | nindent 4 }}
+  lagThreshold: {{ $k.lagThreshold }}
+  activationLagThreshold: {{ $k.activationLagThreshold }}
+  minReplicas: {{ $a.minReplicas }}
+  maxReplicas: {{ $a.maxReplicas }}
+  allowIdleConsumers: {{ $k.allowIdleConsumers }}
+  offsetResetPolicy: {{ .c.consumer.autoOffsetReset | default "earliest" | quote }}
+  scaleDownStabilizationSeconds: {{ $k.cooldownPeriod }}
+  pollingIntervalSeconds: {{ $k.pollingInterval }}
 {{- end }}

@@ -32,16 +32,28 @@ replaced. Unlike sprig's merge, false, 0 and "" in .over win too.
 {{- toYaml $out -}}
 {{- end }}
 
-{{/* The enabled components, default merged: a map name -> settings, as YAML. */}}
+{{/*
+The enabled components, default merged: a map name -> settings, as YAML. The lag-autoscaler
+operator is one of them only while a consumer has autoscaling.mode operator.
+*/}}
 {{- define "ticketing.components" -}}
 {{- $out := dict -}}
+{{- $operated := false -}}
 {{- range $name, $c := .Values.components -}}
 {{- if ne $name "default" -}}
 {{- $m := include "ticketing.merge" (dict "base" $.Values.components.default "over" $c) | fromYaml -}}
 {{- if $m.enabled -}}
 {{- $_ := set $out $name $m -}}
+{{- if and $m.consumer (eq $m.autoscaling.mode "operator") -}}
+{{- $operated = true -}}
 {{- end -}}
 {{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if not $operated -}}
+{{- $_ := unset $out "lag-autoscaler" -}}
+{{- else if not (hasKey $out "lag-autoscaler") -}}
+{{- fail "autoscaling.mode operator needs components.lag-autoscaler.enabled" -}}
 {{- end -}}
 {{- toYaml $out -}}
 {{- end }}
@@ -80,6 +92,11 @@ replaced. Unlike sprig's merge, false, 0 and "" in .over win too.
 {{/* The Secret holding DATABASE_URL and REDIS_URL: the user's or the chart's. */}}
 {{- define "ticketing.secretName" -}}
 {{- .Values.secrets.existingSecret | default (printf "%s-connections" .Release.Name) -}}
+{{- end }}
+
+{{/* What the hook Jobs read: the user's Secret, or the chart's hook copy (secret.yaml). */}}
+{{- define "ticketing.hookSecretName" -}}
+{{- .Values.secrets.existingSecret | default (printf "%s-connections-hooks" .Release.Name) -}}
 {{- end }}
 
 {{- define "ticketing.image" -}}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -136,3 +137,62 @@ def test_outage_keeps_the_history() -> None:
 def test_active_and_total() -> None:
     decision = decide(spec(activationLagThreshold=10), lags(4, 7), 0, [], NOW)
     assert (decision.active, decision.total_lag, decision.recommendation) == (True, 11, 2)
+
+
+def keda_replicas(
+    per_partition: list[int], threshold: int, activation: int, low: int, high: int, idle: bool
+) -> int:
+    """KEDA's Kafka scaler and the HPA it drives, from their documented behaviour.
+
+    The scaler reports the total lag, capped at partitions x threshold when floor(lag /
+    threshold) exceeds the partitions (unless allowIdleConsumers); the HPA's AverageValue
+    target gives ceil(metric / threshold), within [max(min, 1), max]; an inactive scaler with
+    minReplicaCount 0 gives 0.
+    """
+    total = sum(per_partition)
+    if total <= activation and low == 0:
+        return 0
+    metric = total
+    if not idle and total // threshold > len(per_partition):
+        metric = len(per_partition) * threshold
+    return min(max(math.ceil(metric / threshold), low, 1), high)
+
+
+KEDA_TABLE = [
+    # per-partition lag, lagThreshold, activation, min, max, allowIdleConsumers
+    ([0, 0, 0, 0], 10, 0, 0, 10, False),
+    ([1, 0, 0, 0], 10, 0, 0, 10, False),
+    ([5, 6, 0, 0], 10, 0, 0, 10, False),
+    ([100, 0, 0, 0], 10, 0, 0, 10, False),
+    ([100, 0, 0, 0], 10, 0, 0, 10, True),
+    ([30, 30, 30, 30], 10, 0, 1, 6, True),
+    ([3, 0], 10, 5, 0, 10, False),
+    ([6, 0], 10, 5, 0, 10, False),
+    ([0, 0], 10, 5, 2, 10, False),
+    ([250, 250, 250, 250, 250, 250], 100, 0, 1, 6, False),
+    ([1000] * 6, 100, 0, 1, 4, False),
+]
+
+
+@pytest.mark.parametrize(
+    ("per_partition", "threshold", "activation", "low", "high", "idle"), KEDA_TABLE
+)
+def test_desired_replicas_match_kedas_formula(
+    per_partition: list[int], threshold: int, activation: int, low: int, high: int, idle: bool
+) -> None:
+    the_spec = spec(
+        lagThreshold=threshold,
+        activationLagThreshold=activation,
+        minReplicas=low,
+        maxReplicas=high,
+        allowIdleConsumers=idle,
+    )
+    ours = decide(the_spec, lags(*per_partition), 0, [], NOW).replicas
+    assert ours == keda_replicas(per_partition, threshold, activation, low, high, idle)
+
+
+def test_the_partition_cap_differs_from_keda_by_design() -> None:
+    """KEDA caps the metric only when floor(lag / threshold) > partitions: 45 over 4 partitions
+    at 10 gives KEDA 5 replicas, one with nothing to read; the operator caps the count at 4."""
+    assert keda_replicas([45, 0, 0, 0], 10, 0, 0, 10, False) == 5
+    assert decide(spec(), lags(45, 0, 0, 0), 0, [], NOW).replicas == 4

@@ -1,7 +1,8 @@
-"""The CRD, RBAC and peering manifests, checked without an API server.
+"""The CRDs (the chart's crds/: ours and kopf's peering kinds), checked without an API server.
 
 Whether the API server rejects bad specs (schema and CEL rules) is for the control-plane
 tests; here: the schema says what the operator's model says, and the model rejects the same.
+The operator's RBAC is the chart's, checked in charts/tests/test_chart.py.
 """
 
 from __future__ import annotations
@@ -14,17 +15,29 @@ import yaml
 from lag_autoscaler.spec import GROUP, KIND, PLURAL, VERSION, AutoscalerSpec
 from pydantic import ValidationError
 
-MANIFESTS = Path(__file__).parents[1] / "manifests"
+CRDS = Path(__file__).parents[3] / "charts" / "ticketing" / "crds"
 
 
 def load(name: str) -> list[dict[str, Any]]:
-    return list(yaml.safe_load_all((MANIFESTS / name).read_text()))
+    return list(yaml.safe_load_all((CRDS / f"{name}.yaml").read_text()))
+
+
+def test_one_crd_per_file_named_after_it() -> None:
+    files = sorted(CRDS.glob("*.yaml"))
+    assert [p.stem for p in files] == [
+        "clusterkopfpeerings.kopf.dev",
+        f"{PLURAL}.{GROUP}",
+        "kopfpeerings.kopf.dev",
+    ]
+    for path in files:
+        (crd,) = load(path.stem)
+        assert crd["kind"] == "CustomResourceDefinition"
+        assert crd["metadata"]["name"] == path.stem
 
 
 @pytest.fixture(scope="module")
 def version() -> dict[str, Any]:
-    (crd,) = load("crd.yaml")
-    assert crd["metadata"]["name"] == f"{PLURAL}.{GROUP}"
+    (crd,) = load(f"{PLURAL}.{GROUP}")
     assert (crd["spec"]["group"], crd["spec"]["names"]["kind"]) == (GROUP, KIND)
     assert crd["spec"]["scope"] == "Namespaced"
     (v,) = crd["spec"]["versions"]
@@ -86,31 +99,19 @@ def test_defaults() -> None:
     assert (spec.offset_reset_policy, spec.polling_interval_seconds) == ("latest", 30)
 
 
-def test_rbac_is_exactly_what_the_operator_uses() -> None:
-    role = next(d for d in load("rbac.yaml") if d["kind"] == "ClusterRole")
-    rules = {
-        (g, r): set(rule["verbs"])
-        for rule in role["rules"]
-        for g in rule["apiGroups"]
-        for r in rule["resources"]
-    }
-    assert rules == {
-        (GROUP, PLURAL): {"get", "list", "watch", "patch"},
-        (GROUP, f"{PLURAL}/status"): {"get", "patch"},
-        ("apps", "deployments/scale"): {"get", "patch"},
-        ("", "events"): {"create"},
-        ("kopf.dev", "clusterkopfpeerings"): {"get", "list", "watch", "patch"},
-        ("kopf.dev", "kopfpeerings"): {"get", "list", "watch", "patch"},
-        ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
-        ("", "namespaces"): {"list", "watch"},
-    }
-
-
-def test_peering_manifests_name_the_default_peering() -> None:
-    from lag_autoscaler.main import parser
-
-    docs = load("kopf-peering.yaml")
-    kinds = {d["spec"]["names"]["kind"] for d in docs if d["kind"] == "CustomResourceDefinition"}
-    assert kinds == {"ClusterKopfPeering", "KopfPeering"}
-    peering = next(d for d in docs if d["kind"] == "ClusterKopfPeering")
-    assert peering["metadata"]["name"] == parser().parse_args(["run", "-A"]).peering
+@pytest.mark.parametrize(
+    ("plural", "kind", "scope"),
+    [("clusterkopfpeerings", "ClusterKopfPeering", "Cluster"),
+     ("kopfpeerings", "KopfPeering", "Namespaced")],
+)  # fmt: skip
+def test_the_peering_crds_are_the_ones_kopf_uses(plural: str, kind: str, scope: str) -> None:
+    (crd,) = load(f"{plural}.kopf.dev")
+    assert (crd["spec"]["group"], crd["spec"]["names"]["plural"]) == ("kopf.dev", plural)
+    assert (crd["spec"]["names"]["kind"], crd["spec"]["scope"]) == (kind, scope)
+    (v,) = crd["spec"]["versions"]
+    assert (v["name"], v["served"], v["storage"]) == ("v1", True, True)
+    # kopf keeps the peers' keep-alives in the status, one key per peer; the chart's Role
+    # grants no status subresource.
+    status = v["schema"]["openAPIV3Schema"]["properties"]["status"]
+    assert status["x-kubernetes-preserve-unknown-fields"] is True
+    assert "subresources" not in v

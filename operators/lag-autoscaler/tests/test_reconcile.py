@@ -1,7 +1,6 @@
 """One poll end to end: the real broker, our fake of the scale adapter, no API server.
 
-The seam for the API-server tests: ``reconcile`` with ``DeploymentScaleTarget`` instead of
-``FakeScaleTarget``, and ``lag-autoscaler run`` against the real control plane.
+``test_on_cluster.py`` runs the whole operator against the real control plane.
 """
 
 from __future__ import annotations

@@ -45,6 +45,13 @@ def operator_memo(adapters: Adapters) -> kopf.Memo:
     return kopf.Memo(adapters=adapters)
 
 
+# kopf registers its default login handlers in its global registry only, not in ours.
+@kopf.on.login(registry=registry)
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """In a pod, the service account; elsewhere the kubeconfig (``KUBECONFIG`` or ~/.kube)."""
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
 @kopf.on.startup(registry=registry)
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # kopf would post an Event for every timer run; ours are the scale and warning events.

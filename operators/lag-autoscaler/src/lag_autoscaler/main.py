@@ -1,4 +1,4 @@
-"""``lag-autoscaler run``: the composition root and the process entrypoint."""
+"""``lag-autoscaler run`` and ``release``: the composition root and the process entrypoint."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import random
 
 import kopf
+from kubernetes import client
 from ticketing_events.logs import configure_logging
 from ticketing_events.settings import KafkaSettings
 
@@ -13,6 +14,7 @@ from lag_autoscaler.config import Settings
 from lag_autoscaler.handlers import Adapters, Health, operator_memo, registry
 from lag_autoscaler.kafka_lag import KafkaLagReader
 from lag_autoscaler.kube import DeploymentScaleTarget, api_client
+from lag_autoscaler.release import release
 
 
 def build_adapters(settings: Settings, kafka: KafkaSettings) -> Adapters:
@@ -48,6 +50,11 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="peering priority; the highest live one works (default: random)",
     )
+    rel = sub.add_parser(
+        "release",
+        help="delete every ConsumerLagAutoscaler in the namespace, taking kopf's finalizer off",
+    )
+    rel.add_argument("-n", "--namespace", required=True)
     return p
 
 
@@ -55,6 +62,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     settings = Settings()
     configure_logging("lag-autoscaler", settings.log_level)
+    if args.command == "release":
+        release(client.CustomObjectsApi(api_client()), args.namespace)
+        return
     kopf.run(
         registry=registry,
         memo=operator_memo(build_adapters(settings, KafkaSettings())),

@@ -1,6 +1,6 @@
 """The ``ConsumerLagAutoscaler`` resource: its spec as the operator reads it.
 
-The CRD's OpenAPI schema (``manifests/crd.yaml``) rejects bad specs at the API server; this
+The CRD's OpenAPI schema (``charts/ticketing/crds/``) rejects bad specs at the API server; this
 model repeats its rules so that an object stored before the schema existed, or a schema that
 was never applied, fails here with a status condition instead of a crash.
 """
