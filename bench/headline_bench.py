@@ -138,10 +138,7 @@ class Bench:
         return pairs
 
     async def load(self, url: str, mode: str, pairs: list[tuple[str, int]], rate: float) -> Phase:
-        in_flight = self.args.in_flight
-        limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
-        async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
-            results = await rush(client, pairs, rate, in_flight)
+        results = await rush(url, pairs, rate, self.args.in_flight)
         return summarize(mode, rate, results)
 
     async def phase(self, url: str, mode: str, rate: float, duration: float) -> Phase:
