@@ -23,7 +23,7 @@ PROFILES = ("default", "kind", "keda", "hpa", "external", "operator")
 RELEASE = "ticketing"
 NAMESPACE = "ticketing"
 # The objects of each profile; a change here is a change of the chart's footprint.
-OBJECT_COUNTS = {"default": 35, "kind": 44, "keda": 49, "hpa": 40, "external": 28, "operator": 47}
+OBJECT_COUNTS = {"default": 35, "kind": 44, "keda": 49, "hpa": 40, "external": 28, "operator": 45}
 OPERATOR = f"{RELEASE}-lag-autoscaler"
 # The consumers that ci/operator-values.yaml puts in mode operator.
 OPERATED = {"ranking-consumer", "cleanup-consumer"}
@@ -274,8 +274,6 @@ def test_operator_only_while_a_consumer_is_in_operator_mode(
         "NetworkPolicy": 1,
         "Role": 1,
         "RoleBinding": 1,
-        "ClusterRole": 1,
-        "ClusterRoleBinding": 1,
         "KopfPeering": 1,
         "Job": 1,
         KIND: len(OPERATED),
@@ -349,7 +347,6 @@ def rules_of(role: Manifest) -> dict[tuple[str, str], tuple[set[str], list[str] 
 def test_operator_rbac_is_least_privilege() -> None:
     objects = load("operator")
     (role,) = of_kind(objects, "Role").values()
-    (cluster_role,) = of_kind(objects, "ClusterRole").values()
     targets = sorted(f"{RELEASE}-{c}" for c in OPERATED)
     assert rules_of(role) == {
         # watch; kopf's finalizer and annotations; list, patch and delete for the hook
@@ -359,17 +356,16 @@ def test_operator_rbac_is_least_privilege() -> None:
         ("", "events"): ({"create"}, None),
         ("kopf.dev", "kopfpeerings"): ({"get", "list", "watch", "patch"}, None),
     }
-    # Cluster-wide only what kopf cannot do without, even namespaced.
-    assert rules_of(cluster_role) == {
-        ("apiextensions.k8s.io", "customresourcedefinitions"): ({"list", "watch"}, None),
-    }
-    assert cluster_role["metadata"]["name"] == f"{NAMESPACE}-{OPERATOR}"
-    subject = {"kind": "ServiceAccount", "name": OPERATOR, "namespace": NAMESPACE}
-    for kind, bound in (("RoleBinding", role), ("ClusterRoleBinding", cluster_role)):
-        (binding,) = of_kind(objects, kind).values()
-        assert binding["subjects"] == [subject], kind
-        ref = binding["roleRef"]
-        assert (ref["kind"], ref["name"]) == (bound["kind"], bound["metadata"]["name"]), kind
+    # Nothing cluster-wide: the operator does not scan namespaces or CRDs (handlers.py).
+    assert not of_kind(objects, "ClusterRole") and not of_kind(objects, "ClusterRoleBinding")
+    (binding,) = of_kind(objects, "RoleBinding").values()
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": OPERATOR, "namespace": NAMESPACE}
+    ]
+    assert (binding["roleRef"]["kind"], binding["roleRef"]["name"]) == (
+        "Role",
+        role["metadata"]["name"],
+    )
     tokens = [
         n
         for n, sa in of_kind(objects, "ServiceAccount").items()

@@ -7,7 +7,9 @@ the hook Jobs complete without images.
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -149,6 +151,56 @@ def test_upgrade_applies_changed_values(kube: Any, helm: Helm) -> None:
     history = yaml.safe_load(helm("history", RELEASE, "-n", ns, "-o", "yaml"))
     assert [h["status"] for h in history] == ["superseded", "deployed"]
 
+    docs = helm.manifest(ns)
+    helm("uninstall", RELEASE, "-n", ns, "--wait", "--timeout", "2m")
+    wait_gone(kube, docs, ns)
+
+
+@pytest.mark.kafka
+def test_the_operator_works_with_the_charts_rbac(
+    kube: Any, helm: Helm, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """`lag-autoscaler run` and `release` with the chart's ServiceAccount token, as in its pod
+    and its pre-delete hook: its Role and ClusterRole are enough, and nothing is Forbidden."""
+    ns = kube.namespace()
+    install(helm, ns, "operator", "--set", "components.ranking-consumer.autoscaling.minReplicas=2")
+    core, apps = client.CoreV1Api(kube.api), client.AppsV1Api(kube.api)
+    account = f"{RELEASE}-lag-autoscaler"
+    token = core.create_namespaced_service_account_token(
+        account, ns, {"spec": {"expirationSeconds": 3600}}
+    ).status.token
+    config = yaml.safe_load(Path(kube.kubeconfig).read_text())
+    config["users"] = [{"name": account, "user": {"token": token}}]
+    config["contexts"][0]["context"]["user"] = account
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}
+    entrypoint = str(Path(sys.executable).with_name("lag-autoscaler"))
+    (operator,) = [d for d in helm.manifest(ns) if d["metadata"]["name"] == account
+                   and d["kind"] == "Deployment"]  # fmt: skip
+    args = operator["spec"]["template"]["spec"]["containers"][0]["args"]
+    log = tmp_path / "operator.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([entrypoint, *args], env=env, stdout=out, stderr=out)
+    try:
+        deadline = time.monotonic() + 60
+        while (
+            apps.read_namespaced_deployment_scale(f"{RELEASE}-ranking-consumer", ns).spec.replicas
+            < 2
+        ):
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.5)
+        events = [e.reason for e in core.list_namespaced_event(ns).items]
+        assert "Scaled" in events
+    finally:
+        process.terminate()
+        process.wait(30)
+    output = log.read_text()
+    assert "Forbidden" not in output and " 403" not in output, output
+
+    # The pre-delete hook's command: the stopped operator's finalizers would block the uninstall.
+    subprocess.run([entrypoint, "release", "--namespace", ns], env=env, check=True, timeout=60)
     docs = helm.manifest(ns)
     helm("uninstall", RELEASE, "-n", ns, "--wait", "--timeout", "2m")
     wait_gone(kube, docs, ns)

@@ -56,6 +56,10 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # kopf would post an Event for every timer run; ours are the scale and warning events.
     settings.posting.level = logging.WARNING
+    # No watching of namespaces and CRDs: the namespaces are given on the command line and the
+    # CRD is installed before the operator, so it needs no cluster-wide rights, and does not
+    # spend its first minute retrying a forbidden namespace list.
+    settings.scanning.disabled = True
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, id="autoscale", interval=TICK_SECONDS, registry=registry)
