@@ -30,13 +30,14 @@ build() {
 }
 
 kubernetes() {
-  local v=$K8S_VERSION staging minor ver
+  local v=$K8S_VERSION gomod staging minor ver
   minor="${v#v1.}"; minor="${minor%%.*}"
   go mod init local/kubernetes-build
   go mod edit -require="k8s.io/kubernetes@$v"
   # Every k8s.io module the kubernetes go.mod replaces with ./staging/... gets its release.
-  staging="$(curl -fsSL "${GOPROXY_URL}/k8s.io/kubernetes/@v/$v.mod" |
-    sed -n 's:^[[:space:]]*\(k8s.io/[^ ]*\) => ./staging/.*:\1:p')"
+  gomod="$(go mod download -json "k8s.io/kubernetes@$v" |
+    sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')"
+  staging="$(sed -n 's:^[[:space:]]*\(k8s.io/[^ ]*\) => ./staging/.*:\1:p' "$gomod")"
   [[ -n $staging ]] || { echo "no staging replaces found in k8s.io/kubernetes $v go.mod"; return 1; }
   for m in $staging; do go mod edit -replace="$m=$m@v0.${v#v1.}"; done
   cat >tools.go <<'GO'

@@ -8,7 +8,6 @@ export PATH="$PATH:/usr/local/go/bin"
 export K8S_VERSION="${K8S_VERSION:-v1.37.2}"
 export ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 export KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
-export GOPROXY_URL="${GOPROXY_URL:-$(go env GOPROXY 2>/dev/null | cut -d, -f1)}"
 
 export K8S_BIN_DIR="${K8S_BIN_DIR:-$TICKETING_CACHE/bin}"
 export KUBE_APISERVER_BIN="$K8S_BIN_DIR/kube-apiserver-$K8S_VERSION"
