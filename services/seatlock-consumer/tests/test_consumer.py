@@ -98,7 +98,7 @@ def test_a_redis_outage_is_ridden_out_and_nothing_is_dead_lettered(harness, priv
     keys = RedisKeys(harness.prefix)
     before, during = harness.ids(), harness.ids()
     client = redis.Redis.from_url(private_redis.url, socket_timeout=2, socket_connect_timeout=2)
-    runtime = seatlock(harness, group, client, outage_retry_limit_s=60)
+    runtime = seatlock(harness, group, client)
     with harness.running(runtime):
         publish(harness, reservation(harness, before))
         harness.wait_until(lambda: client.exists(keys.seat_hold(before["seat_id"])), what="hold")

@@ -41,6 +41,7 @@ E = TypeVar("E", bound=Envelope)
 
 
 _NO_CONTEXT = Context()
+_BROKER_PROBE_INTERVAL_S = 2.0
 
 
 class PermanentError(Exception):
@@ -49,6 +50,14 @@ class PermanentError(Exception):
 
 class RetriesExhausted(PermanentError):
     """The handler spent its own retry budget on this event: dead-letter it at once."""
+
+
+class DeploymentError(Exception):
+    """The deployment is wrong, not the event (a table never migrated, a wrong URL).
+
+    Treated as an outage by every runtime: consumption pauses until it is fixed and nothing is
+    dead-lettered; the runtime logs it once at error level and reports not ready meanwhile.
+    """
 
 
 class BatchFailures(Exception):
@@ -112,6 +121,7 @@ class ConsumerStats:
     dead_lettered: int = 0
     retries: int = 0
     batches: int = 0
+    commits_failed: int = 0
     by_reason: dict[str, int] = field(default_factory=dict)
 
 
@@ -127,6 +137,7 @@ class _Item:
     delivery: Delivery[Any] | None = None
     dead_letter: tuple[DeadLetterReason, str] | None = None
     attempts: int = 0
+    done: bool = False  # the handler finished it
 
 
 def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
@@ -140,8 +151,9 @@ class ConsumerRuntime:
 
     ``handlers`` maps an event class to a function taking a batch of its deliveries.
     ``outage_errors`` are exception types that mean a dependency is down (not that the event is
-    bad): those are retried, with consumption paused, for up to ``outage_retry_limit_s``.
-    Any other exception is retried ``max_attempts`` times, then the event is dead-lettered.
+    bad): those, and any ``DeploymentError``, are retried with consumption paused for as long as
+    the outage lasts, and never dead-lettered. Any other exception is retried ``max_attempts``
+    times, then the event is dead-lettered.
     """
 
     def __init__(
@@ -162,7 +174,7 @@ class ConsumerRuntime:
         self._handlers = {cls.TYPE: h for cls, h in handlers.items()}
         self._models = {t: cls for t, cls in TOPIC_EVENTS.items() if cls.TYPE in self._handlers}
         self.topics = list(self._models)
-        self._outage_errors = outage_errors
+        self._outage_errors: tuple[type[BaseException], ...] = (*outage_errors, DeploymentError)
         self._tracer = trace.get_tracer("ticketing_events.consumer") if tracing_enabled else None
         self._span_attributes = {
             tracing.MESSAGING_SYSTEM: "kafka",
@@ -171,9 +183,12 @@ class ConsumerRuntime:
         }
         self._stop = threading.Event()
         self._handled: dict[tuple[str, int], int] = {}  # next offset to commit per partition
+        self._committing: dict[tuple[str, int], int] = {}  # sent, not yet confirmed
         self._assigned: set[tuple[str, int]] = set()
         self._joined = False
         self._brokers_down = False
+        self._next_broker_probe = 0.0
+        self._deployment_error: str | None = None  # while paused on one: not ready
         self.last_loop_at = time.monotonic()
         self._consumer = Consumer(
             {
@@ -186,12 +201,23 @@ class ConsumerRuntime:
                 "session.timeout.ms": self.settings.session_timeout_ms,
                 "max.poll.interval.ms": self.settings.max_poll_interval_ms,
                 "error_cb": self._on_error,
+                "on_commit": self._on_commit,
                 "logger": logging.getLogger("librdkafka"),
                 **(consumer_config or {}),
             }
         )
-        self._dlq = Producer(producer_config(self.kafka.bootstrap_servers, f"{group}-dlq"))
+        self._dlq_fatal: KafkaError | None = None
+        self._dlq = self._dlq_producer()
         self._health: HealthServer | None = None
+
+    def _dlq_producer(self) -> Producer:
+        def on_error(err: KafkaError) -> None:
+            if err.fatal():
+                self._dlq_fatal = err
+
+        return Producer(
+            producer_config(self.kafka.bootstrap_servers, f"{self.group}-dlq", error_cb=on_error)
+        )
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -222,7 +248,7 @@ class ConsumerRuntime:
         return time.monotonic() - self.last_loop_at < self.settings.liveness_stale_s
 
     def is_ready(self) -> bool:
-        return self._joined and not self._brokers_down
+        return self._joined and not self._brokers_down and self._deployment_error is None
 
     @property
     def assignment(self) -> frozenset[tuple[str, int]]:
@@ -250,6 +276,9 @@ class ConsumerRuntime:
         messages = self._consumer.consume(self.settings.batch_size, self.settings.poll_timeout_s)
         items = [self._decode(m) for m in messages if m.error() is None or self._usable(m)]
         if not items:
+            if self._brokers_down:
+                self._probe_brokers()
+            self._commit(asynchronous=True)  # what an earlier commit failed to confirm
             return 0
         self._brokers_down = False
         self.stats.batches += 1
@@ -260,7 +289,7 @@ class ConsumerRuntime:
             if _logger.isEnabledFor(logging.DEBUG):
                 self._log_handled(items)
         except _Abandoned:
-            log.info("batch left uncommitted", group=self.group, size=len(items))
+            self._rewind(items)
         finally:
             if self._tracer is not None:
                 for item in items:
@@ -278,12 +307,26 @@ class ConsumerRuntime:
         return False
 
     def _decode(self, message: Message) -> _Item:
+        """Decode and validate one message; whatever is wrong with it becomes a dead letter."""
         topic, partition, offset = str(message.topic()), message.partition(), message.offset()
         assert partition is not None and offset is not None  # set on every non-error message
+        try:
+            return self._decode_item(message, topic, partition, offset)
+        except Exception as exc:  # an input no check above foresaw: never stop the group on it
+            item = _Item(message, topic, partition, offset, None)
+            item.dead_letter = (DeadLetterReason.UNDECODABLE, _short(exc))
+            return item
+
+    def _decode_item(self, message: Message, topic: str, partition: int, offset: int) -> _Item:
+        bad_headers = None
+        try:
+            headers = _checked_headers(message)
+        except ValueError as exc:
+            headers, bad_headers = {}, _short(exc)
         span = None
         parent = _NO_CONTEXT
         if self._tracer is not None:
-            parent = tracing.extract(_header_map(message))
+            parent = tracing.extract(headers)
             span = self._tracer.start_span(
                 f"{topic} process",
                 context=parent,
@@ -299,6 +342,9 @@ class ConsumerRuntime:
         model = self._models.get(topic)
         if model is None:
             item.dead_letter = (DeadLetterReason.UNKNOWN_TOPIC, f"no handler for topic {topic}")
+            return item
+        if bad_headers is not None:
+            item.dead_letter = (DeadLetterReason.UNDECODABLE, bad_headers)
             return item
         value = message.value() or b""
         try:
@@ -351,46 +397,71 @@ class ConsumerRuntime:
         """
         single = len(group) == 1
         failed: list[tuple[_Item, Exception]] = []  # events settled with an error
-        outage_started: float | None = None
         outage_attempt = 0
         while True:
-            if len(group) == 1:  # a failed batch is not any one event's attempt
-                group[0].attempts += 1
             try:
                 handler([item.delivery for item in group])  # type: ignore[misc]
             except BatchFailures as exc:
                 named = [(group[i], e) for i, e in exc.failures.items() if 0 <= i < len(group)]
                 if len(named) != len(exc.failures):
+                    self._count_attempt(group)
                     return self._settle(single, failed, group, exc)  # not this batch's indices
-                self.stats.handled += len(group) - len(named)
-                if len(group) > 1:
-                    for item, _ in named:
-                        item.attempts += 1
-                failed += [(i, e) for i, e in named if not isinstance(e, self._outage_errors)]
-                group = [i for i, e in named if isinstance(e, self._outage_errors)]
-                if not group:
+                failing = {id(item) for item, _ in named}
+                self._mark_done([item for item in group if id(item) not in failing])
+                settled = [(i, e) for i, e in named if not isinstance(e, self._outage_errors)]
+                for item, _ in settled:
+                    item.attempts += 1
+                failed += settled
+                outages = [(i, e) for i, e in named if isinstance(e, self._outage_errors)]
+                if not outages:
+                    self._outage_over()
                     return self._settle(single, failed)
-                outage: BaseException = named[0][1]
+                group = [i for i, _ in outages]
+                outage: BaseException = outages[0][1]
             except self._outage_errors as exc:
                 outage = exc
             except Exception as exc:
+                self._outage_over()
+                self._count_attempt(group)
                 return self._settle(single, failed, group, exc)
             else:
-                self.stats.handled += len(group)
+                self._mark_done(group)
+                self._outage_over()
                 return self._settle(single, failed)
-            now = time.monotonic()
-            outage_started = outage_started or now
-            if now - outage_started > self.settings.outage_retry_limit_s:
-                error = outage if isinstance(outage, Exception) else RuntimeError(str(outage))
-                return self._settle(single, failed, group, error)
+            # An outage uses up no attempt and lasts as long as it lasts: pause, then retry.
             outage_attempt += 1
             self.stats.retries += 1
-            log.warning("dependency unavailable, pausing", error=_short(outage), group=self.group)
+            self._report_outage(outage)
             delay = backoff_delay(
                 outage_attempt, self.settings.backoff_initial_s, self.settings.backoff_max_s
             )
             if not self._wait(delay) or not self._still_assigned(group):
                 raise _Abandoned() from outage
+
+    @staticmethod
+    def _count_attempt(group: list[_Item]) -> None:
+        """A handler error counts against each event only when it is that event's own:
+        the event ran alone, or a ``BatchFailures`` named it."""
+        if len(group) == 1:
+            group[0].attempts += 1
+
+    def _mark_done(self, items: list[_Item]) -> None:
+        for item in items:
+            item.done = True
+        self.stats.handled += len(items)
+
+    def _report_outage(self, error: BaseException) -> None:
+        if isinstance(error, DeploymentError):
+            if self._deployment_error is None:  # once per episode, loudly
+                log.error("deployment error, consumption paused", error=_short(error))
+            self._deployment_error = _short(error)
+        else:
+            log.warning("dependency unavailable, pausing", error=_short(error), group=self.group)
+
+    def _outage_over(self) -> None:
+        if self._deployment_error is not None:
+            log.info("deployment error resolved, consuming again", group=self.group)
+            self._deployment_error = None
 
     @staticmethod
     def _settle(
@@ -439,6 +510,11 @@ class ConsumerRuntime:
             except KafkaException as exc:
                 attempt += 1
                 log.error("dead-letter publish failed, retrying", error=str(exc), group=self.group)
+                if self._dlq_fatal is not None:  # an idempotent producer cannot go on: replace it
+                    log.error("dead-letter producer failed fatally, replacing it", group=self.group)
+                    self._dlq.purge()
+                    self._dlq_fatal = None
+                    self._dlq = self._dlq_producer()
                 delay = backoff_delay(
                     attempt, self.settings.backoff_initial_s, self.settings.backoff_max_s
                 )
@@ -476,7 +552,7 @@ class ConsumerRuntime:
             ]
             headers += [
                 ("dlq.reason", reason.value.encode()),
-                ("dlq.error", detail.encode()),
+                ("dlq.error", detail.encode(errors="backslashreplace")),
                 ("dlq.attempts", str(item.attempts).encode()),
                 ("dlq.group", self.group.encode()),
                 ("dlq.original.topic", item.topic.encode()),
@@ -504,24 +580,47 @@ class ConsumerRuntime:
                 self._handled[tp] = item.offset + 1
 
     def _commit(self, *, asynchronous: bool, only: set[tuple[str, int]] | None = None) -> None:
+        """Commit the handled offsets not yet confirmed. An entry of ``_handled`` stays until
+        Kafka confirms it (``_on_commit``), so a failed commit is sent again."""
         offsets = [
             TopicPartition(t, p, o)
             for (t, p), o in self._handled.items()
-            if (t, p) in self._assigned and (only is None or (t, p) in only)
+            if (t, p) in self._assigned
+            and (only is None or (t, p) in only)
+            and not (asynchronous and self._committing.get((t, p)) == o)
         ]
         if not offsets:
             return
         try:
             if asynchronous:
                 self._consumer.commit(offsets=offsets, asynchronous=True)
+                self._committing.update({(tp.topic, tp.partition): tp.offset for tp in offsets})
             else:
-                self._consumer.commit(offsets=offsets, asynchronous=False)
+                self._confirm(None, self._consumer.commit(offsets=offsets, asynchronous=False))
         except KafkaException as exc:
+            self.stats.commits_failed += 1
             log.warning("commit failed", error=str(exc), group=self.group)
+
+    def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        if err is not None and err.code() == KafkaError._NO_OFFSET:
             return
-        for tp in offsets:
-            if self._handled.get((tp.topic, tp.partition)) == tp.offset:
-                del self._handled[(tp.topic, tp.partition)]
+        self._confirm(err, partitions)
+
+    def _confirm(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        failed = []
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            if self._committing.get(key) == tp.offset:
+                del self._committing[key]  # settled either way; a failure is sent again
+            if err is None and tp.error is None:
+                if self._handled.get(key) == tp.offset:
+                    del self._handled[key]
+            else:
+                failed.append(f"{tp.topic}[{tp.partition}]@{tp.offset}")
+        if failed:
+            self.stats.commits_failed += 1
+            error = str(err) if err is not None else str(partitions[0].error)
+            log.warning("commit failed, will retry", error=error, offsets=failed, group=self.group)
 
     def _on_assign(self, _: Consumer, partitions: list[TopicPartition]) -> None:
         self._joined = True
@@ -543,6 +642,26 @@ class ConsumerRuntime:
         self._assigned -= partitions
         for tp in partitions:
             self._handled.pop(tp, None)
+            self._committing.pop(tp, None)
+
+    def _rewind(self, items: list[_Item]) -> None:
+        """After an abandoned batch: on each partition still ours, mark handled what was
+        finished in order and seek back to the first event that was not, to read it again."""
+        first_open: dict[tuple[str, int], int] = {}
+        for item in items:
+            tp = (item.topic, item.partition)
+            if tp in self._assigned and tp not in first_open and not item.done:
+                first_open[tp] = item.offset
+            elif tp in self._assigned and tp not in first_open:
+                self._handled[tp] = item.offset + 1
+        for (topic, partition), offset in first_open.items():
+            self._consumer.seek(TopicPartition(topic, partition, offset))
+        log.info(
+            "batch abandoned, rewound",
+            group=self.group,
+            size=len(items),
+            rewound=[f"{t}[{p}]@{o}" for (t, p), o in first_open.items()],
+        )
 
     def _still_assigned(self, items: Iterable[_Item]) -> bool:
         return any((i.topic, i.partition) in self._assigned for i in items)
@@ -568,6 +687,20 @@ class ConsumerRuntime:
             return False
         finally:
             self._consumer.resume(self._consumer.assignment())
+
+    def _probe_brokers(self) -> None:
+        """While the brokers are reported down and nothing arrives, ask for metadata now and
+        then: an answer means they are back, and readiness returns with no traffic."""
+        now = time.monotonic()
+        if now < self._next_broker_probe:
+            return
+        self._next_broker_probe = now + _BROKER_PROBE_INTERVAL_S
+        try:
+            self._consumer.list_topics(self.topics[0], timeout=_BROKER_PROBE_INTERVAL_S)
+        except KafkaException:
+            return
+        log.info("brokers reachable again", group=self.group)
+        self._brokers_down = False
 
     def _on_error(self, err: KafkaError) -> None:
         if err.code() == KafkaError._TRANSPORT:
@@ -633,9 +766,36 @@ def _rejection(value: bytes, exc: ValidationError) -> tuple[DeadLetterReason, st
     return DeadLetterReason.INVALID, _short(exc)
 
 
-def _header_map(message: Message) -> dict[str, bytes]:
+# Headers whose values are text: the envelope's and the trace context's.
+_TEXT_HEADERS = frozenset(
+    {"event_type", "event_id", "schema_version", "content-type", *tracing.fields()}
+)
+
+
+def _headers(message: Message) -> dict[str, bytes]:
     # A consumed message's headers are (str, bytes | None) pairs; a None value reads as absent.
-    return dict(message.headers() or ())  # type: ignore[arg-type]
+    # A key that is not UTF-8 raises UnicodeDecodeError.
+    pairs: list[tuple[str, bytes | None]] = message.headers() or []  # type: ignore[assignment]
+    return {k: v for k, v in pairs if v is not None}
+
+
+def _header_map(message: Message) -> dict[str, bytes]:
+    """A message's headers by key; {} when a key is not UTF-8."""
+    try:
+        return _headers(message)
+    except UnicodeDecodeError:
+        return {}
+
+
+def _checked_headers(message: Message) -> dict[str, bytes]:
+    """The headers, or ValueError when a key or a text header's value is not UTF-8."""
+    headers = _headers(message)
+    for key in _TEXT_HEADERS.intersection(headers):
+        try:
+            headers[key].decode()
+        except UnicodeDecodeError:
+            raise ValueError(f"header {key!r} is not UTF-8: {headers[key][:64]!r}") from None
+    return headers
 
 
 def _short(exc: BaseException) -> str:

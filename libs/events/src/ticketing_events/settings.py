@@ -25,8 +25,6 @@ class ConsumerSettings(BaseSettings):
     max_attempts: int = 5
     backoff_initial_s: float = 0.1
     backoff_max_s: float = 5.0
-    # Dependency outages (the handler's declared transient errors) retry until this long.
-    outage_retry_limit_s: float = 600.0
     health_host: str = "0.0.0.0"
     health_port: int = 8080
     # Liveness fails when the poll loop has not turned for this long.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import random
 import shutil
@@ -307,6 +308,113 @@ class RedisServer:
             self.process.terminate()
             self.process.wait(10)
             self.process = None
+
+
+class KafkaServer:
+    """A single-node KRaft Kafka (broker and controller) of this test alone, on free loopback
+    ports, its data under ``data_dir``: a fresh broker, without topics or consumer groups.
+
+    Runs ``kafka.Kafka`` from the jars of ``$KAFKA_LIBS`` (make infra-install), as
+    infra/infra.sh does; the broker's output goes to ``data_dir/kafka.log``.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        java = shutil.which("java")
+        libs = os.environ.get("KAFKA_LIBS", "")
+        if java is None or not libs or not Path(libs).is_dir():
+            raise RuntimeError("java or the Kafka jars ($KAFKA_LIBS) missing (make infra-install)")
+        # C1-only JIT and serial GC: a small broker that starts fast.
+        self.java = [java, "-Xmx512m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-cp"]
+        self.java.append(f"{libs}/*")
+        self.data_dir = data_dir
+        self.port, self.controller_port = _free_port(), _free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.log = data_dir / "kafka.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def config(self) -> str:
+        broker, controller = f"127.0.0.1:{self.port}", f"127.0.0.1:{self.controller_port}"
+        return "\n".join(
+            [
+                "process.roles=broker,controller",
+                "node.id=1",
+                f"controller.quorum.bootstrap.servers={controller}",
+                f"listeners=PLAINTEXT://{broker},CONTROLLER://{controller}",
+                f"advertised.listeners=PLAINTEXT://{broker},CONTROLLER://{controller}",
+                "controller.listener.names=CONTROLLER",
+                "inter.broker.listener.name=PLAINTEXT",
+                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                f"log.dirs={self.data_dir / 'data'}",
+                "auto.create.topics.enable=false",
+                "offsets.topic.replication.factor=1",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "share.coordinator.state.topic.replication.factor=1",
+                "share.coordinator.state.topic.min.isr=1",
+                "group.initial.rebalance.delay.ms=0",
+                "",
+            ]
+        )
+
+    def start(self, timeout: float = 120.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        conf = self.data_dir / "server.properties"
+        conf.write_text(self.config())
+        with self.log.open("ab") as log:
+            if not (self.data_dir / "data" / "meta.properties").exists():  # else a restart
+                format_storage = [*self.java, "kafka.tools.StorageTool", "format", "--standalone"]
+                subprocess.run(
+                    [*format_storage, "-t", _cluster_id(), "-c", str(conf)],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    check=True,
+                )
+            self.process = subprocess.Popen(
+                [*self.java, "kafka.Kafka", str(conf)], stdout=log, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + timeout
+        while not self.answers():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                tail = "\n".join(self.log.read_text(errors="replace").splitlines()[-20:])
+                raise RuntimeError(f"Kafka on port {self.port} did not start:\n{tail}")
+            time.sleep(0.2)
+
+    def answers(self) -> bool:
+        """Whether the broker listens and answers a metadata request."""
+        from confluent_kafka.admin import AdminClient
+
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            AdminClient({"bootstrap.servers": self.bootstrap}).list_topics(timeout=5)
+        except (OSError, KafkaException):
+            return False
+        return True
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _cluster_id() -> str:
+    """A random UUID in URL-safe base64, as ``StorageTool random-uuid`` prints; one that
+    starts with a dash would read as an option."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 class TcpProxy:

@@ -34,7 +34,12 @@ class _HeaderListSetter(Setter[Headers]):
 class _HeaderMapGetter(Getter[Mapping[str, bytes]]):
     def get(self, carrier: Mapping[str, bytes], key: str) -> list[str] | None:
         value = carrier.get(key)
-        return None if value is None else [value.decode()]
+        if value is None:
+            return None
+        try:
+            return [value.decode()]
+        except UnicodeDecodeError:  # not a context we can read: as if absent
+            return None
 
     def keys(self, carrier: Mapping[str, bytes]) -> list[str]:
         return list(carrier)
@@ -47,6 +52,11 @@ _GETTER = _HeaderMapGetter()
 def inject(headers: Headers, context: Context | None = None) -> None:
     """Append traceparent/tracestate/baggage of ``context`` (default: current) to ``headers``."""
     propagate.inject(headers, context=context, setter=_SETTER)
+
+
+def fields() -> set[str]:
+    """The header names the configured propagators read and write."""
+    return set(propagate.get_global_textmap().fields)
 
 
 def extract(headers: Mapping[str, bytes]) -> Context:
