@@ -111,20 +111,40 @@ def test_a_poison_message_is_dead_lettered_and_the_consumer_goes_on(harness, stu
     assert dict(ours[0].headers())["dlq.reason"] == b"undecodable"
 
 
-def test_a_payment_the_platform_refuses_is_dead_lettered_at_once(harness, stub):
+def test_a_payment_the_platform_refuses_is_dead_lettered_at_once(harness, scripted):
     group = harness.group([SUCCESS])
     dlq = dlq_topic(SUCCESS, group)
     dlq_start = end_offsets(harness.bootstrap, [dlq])
     events = [harness.event(payment_succeeded(i)) for i in range(3)]
     publish(harness, *events)
-    with consumer(harness, group, f"{stub.base_url}/no-such-path") as runtime:  # 404
+    scripted.answer_status(422)
+    with consumer(harness, group, scripted.url) as runtime:
         harness.wait_consumed(group, [SUCCESS])
     letters = dead_letters(harness, group, dlq_start, runtime.stats.dead_lettered)
     for event in events:
         headers = letters[event.event_id]
         assert headers["dlq.reason"] == b"rejected"
         assert headers["dlq.attempts"] == b"1", "not retried"
-        assert b"HTTP 404" in headers["dlq.error"]
+        assert b"HTTP 422" in headers["dlq.error"]
+
+
+def test_a_wrong_url_pauses_the_consumer_unready_and_the_right_one_sends_everything(harness, stub):
+    group = harness.group([SUCCESS])
+    events = [harness.event(payment_succeeded(i)) for i in range(5)]
+    ours = {e.event_id for e in events}
+    publish(harness, *events)
+    wrong = f"{stub.base_url}/no-such-path"  # 404: a deployment error, not the events' fault
+    with consumer(harness, group, wrong, dataplatform_breaker_reset_s=0.2) as runtime:
+        harness.wait_until(lambda: runtime.stats.retries >= 3, what="pauses on the deployment")
+        assert not runtime.is_ready()
+    # (other suites publish poison on the topic: only the platform's reasons count here)
+    assert not {"rejected", "retries_exhausted"} & set(runtime.stats.by_reason)
+    assert not stub.keys()
+    with consumer(harness, group, stub.payments_url) as runtime:  # redeployed, URL fixed
+        harness.wait_until(lambda: ours <= set(stub.keys()), what="every payment")
+        harness.wait_consumed(group, [SUCCESS])
+        assert runtime.is_ready()
+    assert not {"rejected", "retries_exhausted"} & set(runtime.stats.by_reason)
 
 
 @pytest.mark.parametrize("failure", ["error_rate", "hang_rate"])
@@ -139,7 +159,6 @@ def test_a_platform_failing_for_a_while_opens_the_breaker_pauses_and_loses_nothi
         harness,
         group,
         stub.payments_url,
-        consumer={"outage_retry_limit_s": 60},
         dataplatform_breaker_reset_s=0.5,
         dataplatform_backoff_initial_s=0.01,
         dataplatform_backoff_max_s=0.05,

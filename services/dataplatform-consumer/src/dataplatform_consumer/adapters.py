@@ -12,7 +12,13 @@ import httpx
 import structlog
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, StatusCode
-from ticketing_events.consumer import Delivery, PermanentError, RetriesExhausted, backoff_delay
+from ticketing_events.consumer import (
+    Delivery,
+    DeploymentError,
+    PermanentError,
+    RetriesExhausted,
+    backoff_delay,
+)
 from ticketing_events.schemas import PaymentSucceeded
 
 from dataplatform_consumer.config import Settings
@@ -27,7 +33,12 @@ class PlatformUnavailable(Exception):
 
 
 class PlatformRejected(PermanentError):
-    """The platform refused the payment (4xx): dead-lettered at once."""
+    """The platform refused this payment (a 4xx not about the deployment): dead-lettered at once."""
+
+
+class PlatformMisconfigured(DeploymentError):
+    """The platform's answer says the deployment is wrong (``Verdict.MISCONFIGURED``): the
+    runtime pauses, reports not ready and dead-letters nothing until it is fixed."""
 
 
 class DataPlatformClient:
@@ -48,6 +59,8 @@ class DataPlatformClient:
             limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
         )
         self._pool = ThreadPoolExecutor(limit, thread_name_prefix="dataplatform")
+        # The last answer, when it said the deployment is wrong: what the open breaker reports.
+        self._misconfigured: str | None = None
         self._span_attributes: dict[str, str | int] = {
             "http.request.method": "POST",
             "url.full": str(self.url),
@@ -64,12 +77,17 @@ class DataPlatformClient:
         attempt = 0
         while self.breaker.allow():
             attempt += 1
-            verdict, detail = self._post(delivery, headers, body, attempt)
-            self.breaker.record(verdict is not Verdict.RETRY)
+            verdict, detail = Verdict.RETRY, ""
+            try:
+                verdict, detail = self._post(delivery, headers, body, attempt)
+            finally:  # whatever _post raised, the breaker hears of it: a probe never sticks
+                self._record(verdict, detail)
             if verdict is Verdict.DONE:
                 return None
             if verdict is Verdict.REJECT:
                 return PlatformRejected(detail)
+            if verdict is Verdict.MISCONFIGURED:
+                return self._misconfiguration(detail)
             if self.breaker.is_open:
                 break
             if attempt >= s.dataplatform_max_attempts:
@@ -77,7 +95,25 @@ class DataPlatformClient:
             log.debug("platform request failed, retrying", error=detail, attempt=attempt)
             initial, cap = s.dataplatform_backoff_initial_s, s.dataplatform_backoff_max_s
             time.sleep(backoff_delay(attempt, initial, cap))
+        misconfigured = self._misconfigured
+        if misconfigured is not None:
+            return self._misconfiguration(misconfigured)
         return PlatformUnavailable(f"circuit open for {self.url}")
+
+    def _record(self, verdict: Verdict, detail: str) -> None:
+        """Tell the breaker how a request went. An answer saying the deployment is wrong opens
+        it at once: every event would get the same, so only the probes ask again."""
+        if verdict is Verdict.MISCONFIGURED:
+            self._misconfigured = detail
+            self.breaker.trip()
+        else:
+            self._misconfigured = None
+            self.breaker.record(verdict is not Verdict.RETRY)
+
+    def _misconfiguration(self, detail: str) -> PlatformMisconfigured:
+        return PlatformMisconfigured(
+            f"{self.url} answered {detail}; check DATAPLATFORM_URL and the platform's credentials"
+        )
 
     def _post(
         self,
@@ -95,7 +131,7 @@ class DataPlatformClient:
             propagate.inject(carrier)
             try:
                 response = self._http.post(self.url, content=body, headers=carrier)
-            except httpx.TransportError as exc:  # timeouts, refused and dropped connections
+            except httpx.RequestError as exc:  # timeouts, lost connections, undecodable answers
                 span.set_attribute("error.type", type(exc).__qualname__)
                 span.set_status(StatusCode.ERROR, str(exc))
                 return Verdict.RETRY, f"{type(exc).__name__}: {exc}"

@@ -3,8 +3,11 @@ to stop calling the platform, and the batch handler that reports each event's ou
 
 - Each ``payment.success`` event is POSTed once as JSON, with ``Idempotency-Key`` = event id,
   so the platform drops a redelivery.
-- 2xx: done. 408, 429, 5xx, timeouts and connection errors: retried with backoff, up to the
-  attempt budget, then dead-lettered. Any other answer (4xx): dead-lettered at once.
+- 2xx: done. 408, 429, 5xx, timeouts, connection errors and undecodable answers: retried with
+  backoff, up to the attempt budget, then dead-lettered.
+- A redirect, 401, 403, 404, 405, 407 or 410 says the deployment is wrong (the URL, the
+  credentials), not the payment: reported as a deployment error, and the breaker opens at once.
+- Any other answer (400, 409, 422...): the platform refuses this payment; dead-lettered at once.
 - A circuit breaker stops calling a platform that keeps failing: the events are then reported
   as an outage, and the runtime pauses consumption instead of dead-lettering them.
 """
@@ -27,6 +30,13 @@ class Verdict(Enum):
     DONE = "done"
     RETRY = "retry"
     REJECT = "reject"
+    MISCONFIGURED = "misconfigured"
+
+
+# Answers about the endpoint or our credentials, alike for every payment: a wrong
+# DATAPLATFORM_URL (404, 405, 410, or a redirect, which the client never follows), missing or
+# refused credentials (401, 403, 407 at a proxy).
+_MISCONFIGURED = frozenset({401, 403, 404, 405, 407, 410})
 
 
 def verdict_for(status: int) -> Verdict:
@@ -35,6 +45,8 @@ def verdict_for(status: int) -> Verdict:
         return Verdict.DONE
     if status in (408, 429) or status >= 500:
         return Verdict.RETRY
+    if 300 <= status < 400 or status in _MISCONFIGURED:
+        return Verdict.MISCONFIGURED
     return Verdict.REJECT
 
 
@@ -47,7 +59,7 @@ def payment_request(event: PaymentSucceeded) -> tuple[dict[str, str], bytes]:
 class CircuitBreaker:
     """Closed, requests go; ``threshold`` failures in a row open it. Open, requests are refused
     for ``reset_s``; then one probe may go (half-open): its success closes the breaker, its
-    failure opens it again. Thread-safe."""
+    failure opens it again. ``trip`` opens it at once. Thread-safe."""
 
     def __init__(
         self, threshold: int, reset_s: float, clock: Callable[[], float] = time.monotonic
@@ -82,6 +94,11 @@ class CircuitBreaker:
             self._failures += 1
             if self._probing or self._failures >= self.threshold:
                 self._opened_at, self._probing = self._clock(), False
+
+    def trip(self) -> None:
+        """Open now, whatever the count: for a failure that no retry will mend."""
+        with self._lock:
+            self._opened_at, self._probing = self._clock(), False
 
 
 class Platform(Protocol):
