@@ -32,6 +32,27 @@ def test_redis_effect_applies_once_per_event_even_within_one_pipeline(redis_url)
     assert 0 < client.ttl(once.dedupe_key("e2")) <= 60
 
 
+@pytest.mark.redis
+def test_a_redis_effect_that_fails_is_applied_by_its_retry(redis_url):
+    client = redis.Redis.from_url(url=redis_url)
+    group = f"test-{uuid.uuid4().hex[:8]}"
+    counter = f"{group}:sold"
+    once = RedisOnce(client, group, "redis.call('INCRBY', KEYS[2], ARGV[3])", ttl_s=60)
+    try:
+        client.hset(counter, "not", "a counter")  # INCRBY on a hash fails with WRONGTYPE
+        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+            once.apply("e1", [counter], [2])
+        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+            once.apply_many([("e2", [counter], [5])])
+        client.delete(counter)  # the key is fixed: the retries apply the effects, once
+        assert once.apply_many([("e1", [counter], [2]), ("e2", [counter], [5])]) == [True, True]
+        assert once.apply("e1", [counter], [2]) is False
+        assert int(client.get(counter)) == 7
+    finally:
+        client.delete(counter, once.dedupe_key("e1"), once.dedupe_key("e2"))
+        client.close()
+
+
 @pytest.mark.postgres
 def test_sql_claim_commits_and_rolls_back_with_the_effect(database_url):
     engine = sa.create_engine(database_url)
@@ -69,4 +90,18 @@ def test_sql_claim_each_takes_a_batch_once_per_event_id(tmp_path):
         assert claim_each(conn, processed, "g", ["b", "a", "b"], str) == ["b", "a"]
         assert claim_each(conn, processed, "g", ["a", "c"], str) == ["c"]
         assert claim_many(conn, processed, "other-group", ["a", "c"]) == {"a", "c"}
+    engine.dispose()
+
+
+def test_sql_claim_each_with_a_scope_applies_once_whichever_group_consumes(tmp_path):
+    engine = sa.create_engine(f"sqlite:///{tmp_path}/processed.db")
+    metadata = sa.MetaData()
+    processed = processed_events_table(metadata)
+    metadata.create_all(engine)
+    with engine.begin() as conn:
+        assert claim_each(conn, processed, "owner", ["a"], str, scope="owner") == ["a"]
+        assert claim_each(conn, processed, "replay", ["a", "b"], str, scope="owner") == ["b"]
+        assert claim_each(conn, processed, "owner", ["b", "c"], str, scope="owner") == ["c"]
+        assert claim_many(conn, processed, "replay", ["a", "b"]) == set(), "the replay's rows"
+        assert claim_many(conn, processed, "owner", ["a", "b", "c"]) == set()
     engine.dispose()

@@ -4,11 +4,13 @@ poison, a database outage, and the throughput of a batch."""
 from __future__ import annotations
 
 import time
+import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy
 from compensator.adapters import SqlCompensations
-from compensator.config import Settings
+from compensator.config import GROUP, Settings
 from compensator.handlers import compensation
 from compensator.main import build_runtime
 from ticketing_events.consumer import ConsumerRuntime
@@ -116,6 +118,39 @@ def test_a_duplicate_delivery_changes_nothing(harness, engine, world):
     assert state(engine, held) == ("cancelled", "available", None)
 
 
+def test_a_replay_under_another_group_refunds_only_what_was_not_refunded(harness, engine, world):
+    group, replay = harness.group([TOPIC]), harness.group([TOPIC])
+    [refunded, missed] = world(2)
+    first = failed(refunded, FailureReason.HOLD_EXPIRED, points_deducted=100)
+    second = failed(missed, FailureReason.HOLD_EXPIRED, points_deducted=100)
+    with harness.running(compensator(harness, group, engine)):
+        publish(harness, first)
+        harness.wait_until(lambda: processed(engine, group, [first]), what="the failure")
+    publish(harness, second)  # published while the registry group is stopped
+    with harness.running(compensator(harness, replay, engine)):
+        harness.wait_until(lambda: processed(engine, replay, [first, second]), what="replay")
+    assert points(engine, refunded.user_id) == 100, "refunded once, whichever group read it"
+    assert points(engine, missed.user_id) == 100
+    assert state(engine, missed) == ("cancelled", "available", None)
+
+
+def test_old_processed_rows_are_pruned_between_batches(harness, engine, world):
+    group = harness.group([TOPIC])
+    old = f"old-{uuid.uuid4().hex}"
+    with engine.begin() as conn:
+        conn.execute(
+            sqlalchemy.text("insert into processed_events values (:g, :e, :at)"),
+            {"g": GROUP, "e": old, "at": datetime.now(UTC) - timedelta(days=40)},
+        )
+    [held] = world()
+    event = failed(held)
+    with harness.running(compensator(harness, group, engine)):
+        publish(harness, event)
+        harness.wait_until(lambda: processed(engine, group, [event]), what="the failure")
+        harness.wait_until(lambda: old not in processed_event_ids(engine, GROUP), what="pruning")
+    assert event.event_id in processed_event_ids(engine, GROUP), "a recent row stays"
+
+
 def test_a_poison_message_is_dead_lettered_and_the_consumer_goes_on(harness, engine, world):
     group = harness.group([TOPIC])
     dlq = dlq_topic(TOPIC, group)
@@ -140,7 +175,7 @@ def test_a_database_outage_is_ridden_out(harness, engine, world, db):
     first, second = failed(before), failed(during)
     with database_proxy(db.url) as (proxy, url):
         proxied = create_db_engine(url, schema=db.schema)
-        runtime = compensator(harness, group, proxied, outage_retry_limit_s=60)
+        runtime = compensator(harness, group, proxied)
         with harness.running(runtime):
             publish(harness, first)
             harness.wait_until(lambda: processed(engine, group, [first]), what="the first")

@@ -4,12 +4,13 @@ poison, outages of either store, and rebuilding Redis from the database."""
 from __future__ import annotations
 
 import random
-from datetime import date, timedelta
+import uuid
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import redis
 import sqlalchemy
-from ranking_consumer.config import Settings
+from ranking_consumer.config import GROUP, Settings
 from ranking_consumer.main import build_runtime, rebuild
 from ticketing_events.consumer import ConsumerRuntime
 from ticketing_events.db import create_db_engine
@@ -128,6 +129,49 @@ def test_a_duplicate_delivery_counts_once(harness, engine):
     assert sold(engine, schedule) == 2
 
 
+def test_a_replay_under_another_group_counts_only_what_was_not_counted(harness, engine):
+    group, replay = harness.group([TOPIC]), harness.group([TOPIC])
+    schedule = schedule_id()
+    *counted, missed = sales(schedule, 3, 10, 20, 30)
+    with harness.running(ranking(harness, group, engine, harness.redis)):
+        publish(harness, *counted)
+        harness.wait_until(lambda: processed(engine, group, counted), what="the payments")
+    publish(harness, missed)  # published while the registry group is stopped
+    with harness.running(ranking(harness, replay, engine, harness.redis)):
+        harness.wait_until(lambda: processed(engine, replay, [*counted, missed]), what="replay")
+    assert sold(engine, schedule) == 3, "each payment counted once, whichever group read it"
+    assert tuple(ranked(engine, schedule)) == (OPENED + timedelta(seconds=30), 30.0)
+
+
+def test_old_processed_rows_are_pruned_and_recent_ones_still_dedupe(harness, engine):
+    group = harness.group([TOPIC])
+    schedule = schedule_id()
+    recent, trigger = sales(schedule, 5, 10, 20)
+    with harness.running(ranking(harness, group, engine, harness.redis)):
+        publish(harness, recent)
+        harness.wait_until(lambda: processed(engine, group, [recent]), what="the payment")
+    yesterday, long_ago = datetime.now(UTC) - timedelta(days=1), datetime.now(UTC) - timedelta(40)
+    mark = sqlalchemy.text("update processed_events set processed_at = :at where event_id = :e")
+    add = sqlalchemy.text("insert into processed_events values (:g, :e, :at)")
+    old = {g: f"old-{uuid.uuid4().hex}" for g in (GROUP, group, "another-service-group")}
+    with engine.begin() as conn:
+        conn.execute(mark, {"at": yesterday, "e": recent.event_id})
+        conn.execute(add, [{"g": g, "e": e, "at": long_ago} for g, e in old.items()])
+
+    def rows(event_ids) -> set[tuple[str, str]]:
+        query = "select consumer_group, event_id from processed_events where event_id = any(:e)"
+        with engine.connect() as conn:
+            return {tuple(r) for r in conn.execute(sqlalchemy.text(query), {"e": list(event_ids)})}
+
+    with harness.running(ranking(harness, group, engine, harness.redis)):
+        publish(harness, recent, trigger)
+        harness.wait_until(lambda: processed(engine, group, [trigger]), what="the payment")
+        harness.wait_until(lambda: len(rows(old.values())) == 1, what="the pruning")
+    assert rows(old.values()) == {("another-service-group", old["another-service-group"])}
+    assert rows([recent.event_id]) == {(GROUP, recent.event_id), (group, recent.event_id)}
+    assert sold(engine, schedule) == 2, "the recent payment, redelivered, counted once"
+
+
 def test_a_poison_message_is_dead_lettered_and_the_consumer_goes_on(harness, engine):
     group = harness.group([TOPIC])
     dlq = dlq_topic(TOPIC, group)
@@ -151,7 +195,7 @@ def test_a_database_outage_is_ridden_out(harness, engine, db):
     before, during = sales(schedule_id(), 1, 10), sales(schedule_id(), 1, 20)
     with database_proxy(db.url) as (proxy, url):
         proxied = create_db_engine(url, schema=db.schema)
-        runtime = ranking(harness, group, proxied, harness.redis, outage_retry_limit_s=60)
+        runtime = ranking(harness, group, proxied, harness.redis)
         with harness.running(runtime):
             publish(harness, *before)
             harness.wait_until(lambda: processed(engine, group, before), what="the first")
@@ -170,7 +214,7 @@ def test_a_redis_outage_after_the_commit_still_reaches_redis(harness, engine, pr
     client = redis.Redis.from_url(private_redis.url, socket_timeout=2, socket_connect_timeout=2)
     schedule = schedule_id()
     events = sales(schedule, 2, 10, 40)
-    runtime = ranking(harness, group, engine, client, outage_retry_limit_s=60)
+    runtime = ranking(harness, group, engine, client)
     with harness.running(runtime):
         private_redis.stop()
         publish(harness, *events)

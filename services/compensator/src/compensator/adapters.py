@@ -21,6 +21,7 @@ from sqlalchemy import (
 from ticketing_events.db import Id, UtcDateTime
 from ticketing_events.idempotency import claim_each, processed_events_table
 
+from compensator.config import GROUP
 from compensator.handlers import Compensation, refunds
 
 # The columns of payment-api's tables this service uses (payment-api README "Tables").
@@ -76,7 +77,10 @@ class SqlCompensations:
 
     def apply(self, items: Sequence[Compensation]) -> int:
         with self._engine.begin() as conn:
-            todo = claim_each(conn, processed_events, self._group, items, attrgetter("event_id"))
+            # The tables are shared by every group: a replay refunds nothing twice.
+            todo = claim_each(
+                conn, processed_events, self._group, items, attrgetter("event_id"), scope=GROUP
+            )
             to_cancel = [c for c in todo if c.cancel]
             if to_cancel:
                 _cancel_and_free(conn, to_cancel)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from ticketing_events.db import DatabaseServiceSettings
+from ticketing_events.idempotency import ProcessedRetentionSettings
 from ticketing_events.topics import CONSUMER_GROUPS
 
 GROUP = "payment-compensator-group"
 assert GROUP in CONSUMER_GROUPS, "the group must be the registry's"
 
 
-class Settings(DatabaseServiceSettings):
+class Settings(DatabaseServiceSettings, ProcessedRetentionSettings):
     service_name: str = "compensator"
     consumer_group: str = GROUP

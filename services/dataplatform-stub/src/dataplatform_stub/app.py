@@ -1,6 +1,8 @@
 """The stub's HTTP API: ``POST /payments`` records payments; ``/admin/*`` reads and steers it.
 
 Everything lives in memory, in one process and one event loop, so plain counters are safe.
+Memory: a count per idempotency key (for dedupe), and the bodies of the latest ``max_bodies``
+payments only.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import random
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,8 +31,10 @@ class Platform:
     """What the stub received and how it behaves."""
 
     knobs: Knobs
-    payments: dict[str, Any] = field(default_factory=dict)  # first body per idempotency key
+    max_bodies: int
     times: dict[str, int] = field(default_factory=dict)  # accepted requests per key
+    # The first body of the latest ``max_bodies`` keys, oldest first.
+    bodies: OrderedDict[str, Any] = field(default_factory=OrderedDict)
     duplicates: int = 0
     requests: int = 0
     errors: int = 0
@@ -41,8 +46,9 @@ class Platform:
 
     def stats(self, *, keys: bool = False) -> dict[str, Any]:
         stats: dict[str, Any] = {
-            "received": len(self.payments) + self.duplicates,
-            "unique": len(self.payments),
+            "received": len(self.times) + self.duplicates,
+            "unique": len(self.times),
+            "bodies": len(self.bodies),
             "duplicates": self.duplicates,
             "requests": self.requests,
             "errors": self.errors,
@@ -59,19 +65,31 @@ class Platform:
         self._release_hung()
 
     def reset(self) -> None:
-        self.payments.clear()
         self.times.clear()
+        self.bodies.clear()
         self.duplicates = self.requests = self.errors = self.hung = 0
         self.max_in_flight = self.in_flight
         self._release_hung()
+
+    def record(self, key: str, body: Any) -> bool:
+        """Count a payment; True when its key came before (its first body is kept)."""
+        duplicate = key in self.times
+        if duplicate:
+            self.duplicates += 1
+        else:
+            self.bodies[key] = body
+            if len(self.bodies) > self.max_bodies:
+                self.bodies.popitem(last=False)
+        self.times[key] = self.times.get(key, 0) + 1
+        return duplicate
 
     def _release_hung(self) -> None:
         self.release.set()
         self.release = asyncio.Event()
 
 
-def create_app(knobs: Knobs) -> Starlette:
-    platform = Platform(knobs)
+def create_app(knobs: Knobs, max_bodies: int) -> Starlette:
+    platform = Platform(knobs, max_bodies)
 
     async def receive_payment(request: Request) -> Response:
         platform.requests += 1
@@ -101,19 +119,15 @@ def create_app(knobs: Knobs) -> Starlette:
         if roll < knobs.hang_rate + knobs.error_rate:
             platform.errors += 1
             return _problem(random.choice((500, 503)), "injected failure")
-        duplicate = key in platform.payments
-        if duplicate:
-            platform.duplicates += 1
-        else:
-            platform.payments[key] = body
-        platform.times[key] = platform.times.get(key, 0) + 1
+        duplicate = platform.record(key, body)
         return JSONResponse({"key": key, "duplicate": duplicate}, 200 if duplicate else 201)
 
     async def payment(request: Request) -> Response:
         key = request.path_params["key"]
-        if key not in platform.payments:
+        if key not in platform.times:
             return _problem(404, "no such payment")
-        return JSONResponse({"body": platform.payments[key], "received": platform.times[key]})
+        body = platform.bodies.get(key)  # None once the cap dropped it
+        return JSONResponse({"body": body, "received": platform.times[key]})
 
     async def received(request: Request) -> Response:
         keys = request.query_params.get("keys", "").lower() in ("1", "true", "yes")

@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     latency_ms: float = Field(default=0.0, ge=0)
     error_rate: float = Field(default=0.0, ge=0, le=1)
     hang_rate: float = Field(default=0.0, ge=0, le=1)
+    # Bodies kept (the latest); keys and their counts are all kept, for dedupe.
+    max_bodies: int = Field(default=10_000, ge=0)
     log_level: str = "warning"
 
     def knobs(self) -> Knobs:

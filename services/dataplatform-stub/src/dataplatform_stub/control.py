@@ -66,7 +66,8 @@ class StubControl:
 
 @contextmanager
 def running_stub(**knobs: float) -> Iterator[StubControl]:
-    """``dataplatform-stub serve`` on a free loopback port, with these knobs at start."""
+    """``dataplatform-stub serve`` on a free loopback port, with these knobs (or other
+    ``DATAPLATFORM_STUB_*`` settings, e.g. ``max_bodies``) at start."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -13,7 +13,7 @@ from dataplatform_stub.config import Settings
 def serve() -> None:
     settings = Settings()
     uvicorn.run(
-        create_app(settings.knobs()),
+        create_app(settings.knobs(), settings.max_bodies),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,

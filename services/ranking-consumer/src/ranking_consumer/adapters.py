@@ -25,7 +25,7 @@ from ticketing_events.idempotency import claim_each, processed_events_table
 from ticketing_events.redis_layout import RedisKeys
 from ticketing_events.schemas import PaymentSucceeded
 
-from ranking_consumer.config import Settings
+from ranking_consumer.config import GROUP, Settings
 from ranking_consumer.handlers import SoldOut, Tally, sold_out, tally
 
 # The columns of payment-api's tables this service uses (payment-api README "Tables").
@@ -57,8 +57,9 @@ class SqlSalesLedger:
 
     def record(self, payments: Sequence[PaymentSucceeded]) -> list[SoldOut]:
         with self._engine.begin() as conn:
+            # schedule_sales is shared by every group: a replay counts no payment twice.
             fresh = claim_each(
-                conn, processed_events, self._group, payments, attrgetter("event_id")
+                conn, processed_events, self._group, payments, attrgetter("event_id"), scope=GROUP
             )
             tallies = tally(p.payload for p in fresh)
             if tallies:

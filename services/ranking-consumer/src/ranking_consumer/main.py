@@ -9,14 +9,20 @@ from redis import Redis
 from sqlalchemy import Engine
 from ticketing_events.consumer import ConsumerRuntime
 from ticketing_events.db import DB_OUTAGE_ERRORS, engine_for
+from ticketing_events.idempotency import ProcessedRetention
 from ticketing_events.logs import configure_logging
 from ticketing_events.redis_layout import REDIS_OUTAGE_ERRORS, RedisKeys
 from ticketing_events.schemas import PaymentSucceeded
 from ticketing_events.service import run_consumer, service_cli
 from ticketing_events.settings import ConsumerSettings, KafkaSettings
 
-from ranking_consumer.adapters import RedisRankingBoard, SqlSalesLedger, redis_client
-from ranking_consumer.config import Settings
+from ranking_consumer.adapters import (
+    RedisRankingBoard,
+    SqlSalesLedger,
+    processed_events,
+    redis_client,
+)
+from ranking_consumer.config import GROUP, Settings
 from ranking_consumer.handlers import update_ranking
 
 log = structlog.get_logger("ranking_consumer")
@@ -30,12 +36,15 @@ def build_runtime(
     kafka: KafkaSettings | None = None,
     consumer: ConsumerSettings | None = None,
 ) -> ConsumerRuntime:
-    """The consumer of ``payment.success`` with its database and Redis effects."""
+    """The consumer of ``payment.success`` with its database and Redis effects, pruning its
+    old processed-event rows between batches."""
     ledger = SqlSalesLedger(engine, settings.consumer_group)
     board = RedisRankingBoard(client, RedisKeys(settings.redis_key_prefix))
+    groups = {GROUP, settings.consumer_group}
+    retention = ProcessedRetention(engine, processed_events, groups, settings)
     return ConsumerRuntime(
         settings.consumer_group,
-        {PaymentSucceeded: update_ranking(ledger, board)},
+        {PaymentSucceeded: retention.after(update_ranking(ledger, board))},
         kafka=kafka or KafkaSettings(),
         settings=consumer or ConsumerSettings(),
         outage_errors=DB_OUTAGE_ERRORS + REDIS_OUTAGE_ERRORS,
