@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import Counter
 from collections.abc import Sequence
@@ -9,6 +10,13 @@ from collections.abc import Sequence
 import pytest
 import structlog.testing
 from confluent_kafka import KafkaError, Message, Producer, TopicPartition
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    ResourceType,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ticketing_events.consumer import ConsumerRuntime, Delivery, DeploymentError, each
@@ -72,7 +80,7 @@ def decoder(kafka_bootstrap: str, _tracer_provider: None) -> ConsumerRuntime:
 
 
 @settings(
-    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
     headers=st.lists(st.tuples(_header_keys, _header_values), max_size=6),
@@ -294,3 +302,42 @@ def test_readiness_returns_after_a_broker_outage_with_no_traffic(tmp_path, harne
             harness.wait_until(runtime.is_ready, timeout=60, what="ready again, idle topic")
     finally:
         server.stop()
+
+
+def test_a_dead_letter_producer_that_failed_fatally_is_replaced(kafka_bootstrap, harness):
+    """The broker refuses a dead letter while the gap-less guarantee is on: a fatal error of
+    the idempotent producer. Once the topic takes it, a new producer must deliver it."""
+    group = harness.group([SUCCESS])
+    dlq = dlq_topic(SUCCESS, group)
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+
+    def max_message_bytes(n: int) -> None:
+        entry = ConfigEntry(
+            "max.message.bytes", str(n), incremental_operation=AlterConfigOpType.SET
+        )
+        resource = ConfigResource(ResourceType.TOPIC, dlq, incremental_configs=[entry])
+        for future in admin.incremental_alter_configs([resource]).values():
+            future.result(30)
+
+    max_message_bytes(1000)
+    dlq_start = end_offsets(kafka_bootstrap, [dlq])
+    poison = b"not json " + os.urandom(4000)
+    raw = Producer({"bootstrap.servers": kafka_bootstrap})
+    raw.produce(SUCCESS, key=b"1", value=poison)
+    raw.flush(10)
+    runtime = ConsumerRuntime(
+        group,
+        {PaymentSucceeded: lambda batch: None},
+        kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap),
+        settings=harness.consumer_settings(),
+        dlq_producer_config={"enable.gapless.guarantee": True},
+    )
+    with structlog.testing.capture_logs() as logs, harness.running(runtime):
+        replaced = "dead-letter producer failed fatally, replacing it"
+        harness.wait_until(
+            lambda: any(e["event"] == replaced for e in logs), what="the producer replaced"
+        )
+        max_message_bytes(1_000_000)
+        harness.wait_until(lambda: runtime.stats.dead_lettered == 1, what="the dead letter")
+    [letter] = read_from(kafka_bootstrap, dlq_start, count=1)
+    assert letter.value() == poison

@@ -29,7 +29,7 @@ from pydantic import ValidationError
 
 from ticketing_events import tracing
 from ticketing_events.health import HealthServer
-from ticketing_events.producer import producer_config
+from ticketing_events.producer import is_fatal, producer_config
 from ticketing_events.schemas import SUPPORTED_PREFIX, Envelope
 from ticketing_events.settings import ConsumerSettings, KafkaSettings
 from ticketing_events.topics import TOPIC_EVENTS, dlq_topic
@@ -153,7 +153,8 @@ class ConsumerRuntime:
     ``outage_errors`` are exception types that mean a dependency is down (not that the event is
     bad): those, and any ``DeploymentError``, are retried with consumption paused for as long as
     the outage lasts, and never dead-lettered. Any other exception is retried ``max_attempts``
-    times, then the event is dead-lettered.
+    times, then the event is dead-lettered. ``consumer_config`` and ``dlq_producer_config`` add
+    librdkafka settings to the consumer and to the dead-letter producer.
     """
 
     def __init__(
@@ -166,6 +167,7 @@ class ConsumerRuntime:
         outage_errors: tuple[type[BaseException], ...] = (),
         tracing_enabled: bool = True,
         consumer_config: Mapping[str, Any] | None = None,
+        dlq_producer_config: Mapping[str, Any] | None = None,
     ) -> None:
         self.group = group
         self.kafka = kafka or KafkaSettings()
@@ -206,17 +208,14 @@ class ConsumerRuntime:
                 **(consumer_config or {}),
             }
         )
-        self._dlq_fatal: KafkaError | None = None
+        self._dlq_config = dict(dlq_producer_config or {})
         self._dlq = self._dlq_producer()
         self._health: HealthServer | None = None
 
     def _dlq_producer(self) -> Producer:
-        def on_error(err: KafkaError) -> None:
-            if err.fatal():
-                self._dlq_fatal = err
-
+        client_id = f"{self.group}-dlq"
         return Producer(
-            producer_config(self.kafka.bootstrap_servers, f"{self.group}-dlq", error_cb=on_error)
+            producer_config(self.kafka.bootstrap_servers, client_id, **self._dlq_config)
         )
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -507,13 +506,14 @@ class ConsumerRuntime:
         while items:
             try:
                 self._dead_letter(items)
-            except KafkaException as exc:
+            except Exception as exc:
+                fatal = is_fatal(exc)
+                if not fatal and not isinstance(exc, KafkaException):
+                    raise
                 attempt += 1
                 log.error("dead-letter publish failed, retrying", error=str(exc), group=self.group)
-                if self._dlq_fatal is not None:  # an idempotent producer cannot go on: replace it
+                if fatal:  # an idempotent producer cannot go on: replace it
                     log.error("dead-letter producer failed fatally, replacing it", group=self.group)
-                    self._dlq.purge()
-                    self._dlq_fatal = None
                     self._dlq = self._dlq_producer()
                 delay = backoff_delay(
                     attempt, self.settings.backoff_initial_s, self.settings.backoff_max_s
@@ -772,30 +772,31 @@ _TEXT_HEADERS = frozenset(
 )
 
 
-def _headers(message: Message) -> dict[str, bytes]:
+def _header_pairs(message: Message) -> list[tuple[str, bytes]]:
     # A consumed message's headers are (str, bytes | None) pairs; a None value reads as absent.
     # A key that is not UTF-8 raises UnicodeDecodeError.
     pairs: list[tuple[str, bytes | None]] = message.headers() or []  # type: ignore[assignment]
-    return {k: v for k, v in pairs if v is not None}
+    return [(k, v) for k, v in pairs if v is not None]
 
 
 def _header_map(message: Message) -> dict[str, bytes]:
-    """A message's headers by key; {} when a key is not UTF-8."""
+    """A message's headers by key (the last of a repeated key); {} when a key is not UTF-8."""
     try:
-        return _headers(message)
+        return dict(_header_pairs(message))
     except UnicodeDecodeError:
         return {}
 
 
 def _checked_headers(message: Message) -> dict[str, bytes]:
     """The headers, or ValueError when a key or a text header's value is not UTF-8."""
-    headers = _headers(message)
-    for key in _TEXT_HEADERS.intersection(headers):
-        try:
-            headers[key].decode()
-        except UnicodeDecodeError:
-            raise ValueError(f"header {key!r} is not UTF-8: {headers[key][:64]!r}") from None
-    return headers
+    pairs = _header_pairs(message)
+    for key, value in pairs:
+        if key in _TEXT_HEADERS:
+            try:
+                value.decode()
+            except UnicodeDecodeError:
+                raise ValueError(f"header {key!r} is not UTF-8: {value[:64]!r}") from None
+    return dict(pairs)
 
 
 def _short(exc: BaseException) -> str:

@@ -8,6 +8,7 @@ Needs the ``db`` extra (SQLAlchemy).
 from __future__ import annotations
 
 import re
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -16,16 +17,42 @@ import sqlalchemy
 from pydantic import Field
 from sqlalchemy import BigInteger, DateTime, Engine, Integer, Table, event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.types import TypeDecorator
 
+from ticketing_events.consumer import DeploymentError
 from ticketing_events.service import ServiceSettings
 
-# Errors that mean "the database is down or unreachable" (refused or dropped connections, a
-# server shutting down, a lock timeout): consumers pass them as outage errors, retried and
-# never dead-lettered.
+# Errors that mean "the database is down or unreachable" (refused, dropped or timed-out
+# connections, a server shutting down, a statement or lock timeout): consumers pass them as
+# outage errors, retried and never dead-lettered.
 DB_OUTAGE_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
+
+# Bounds on waiting for PostgreSQL (0 disables the statement and lock ones), each well under
+# the consumers' liveness window: an unreachable or stuck database becomes an outage error
+# instead of a handler blocked until the Pod is killed mid-batch.
+CONNECT_TIMEOUT_S = 5  # libpq's minimum is 2
+STATEMENT_TIMEOUT_MS = 30_000
+LOCK_TIMEOUT_MS = 10_000
+# TCP keepalives and a bound on unacknowledged sends find a peer that vanished mid-connection.
+_TCP_ARGS = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,
+}
+
+
+class SchemaMissing(DeploymentError):
+    """A table or column the code uses is not in the database: its migrations were not applied
+    (or not all of them). The deployment is wrong, not the event or the request."""
+
+
+# undefined_table, undefined_column
+_MISSING_SQLSTATES = frozenset({"42P01", "42703"})
+_SQLITE_MISSING = re.compile(r"no such (table|column)|table \S+ has no column named")
 
 # Ids: BIGINT on PostgreSQL, the rowid alias (INTEGER PRIMARY KEY) on SQLite.
 Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -42,28 +69,62 @@ class DatabaseServiceSettings(ServiceSettings):
     database_schema: str | None = None
     database_pool_size: int = Field(default=2, ge=1)
     database_max_overflow: int = Field(default=2, ge=0)
+    # PostgreSQL only, see the constants above.
+    database_connect_timeout_s: int = Field(default=CONNECT_TIMEOUT_S, ge=2)
+    database_statement_timeout_ms: int = Field(default=STATEMENT_TIMEOUT_MS, ge=0)
+    database_lock_timeout_ms: int = Field(default=LOCK_TIMEOUT_MS, ge=0)
 
 
 def create_db_engine(
-    url: str, *, schema: str | None = None, pool_size: int = 5, max_overflow: int = 10
+    url: str,
+    *,
+    schema: str | None = None,
+    pool_size: int = 5,
+    max_overflow: int = 10,
+    connect_timeout_s: int = CONNECT_TIMEOUT_S,
+    statement_timeout_ms: int = STATEMENT_TIMEOUT_MS,
+    lock_timeout_ms: int = LOCK_TIMEOUT_MS,
 ) -> Engine:
-    """An engine for PostgreSQL (``schema`` as its search_path) or SQLite."""
+    """An engine for PostgreSQL (``schema`` as its search_path) or SQLite.
+
+    A table or column missing from the database raises ``SchemaMissing``.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(url)
-    connect_args: dict[str, Any] = {}
-    if schema:
-        if not _SCHEMA_NAME.match(schema):
-            raise ValueError(f"invalid DATABASE_SCHEMA {schema!r}")
-        connect_args["options"] = f"-csearch_path={schema}"
-    # Through the module attribute, so OpenTelemetry's wrapper (when installed) sees it.
-    return sqlalchemy.create_engine(
-        parsed,
-        pool_size=pool_size,
-        max_overflow=max_overflow,
-        pool_recycle=1800,
-        connect_args=connect_args,
+        engine = _sqlite_engine(url)
+    else:
+        options = [
+            f"-c statement_timeout={statement_timeout_ms}",
+            f"-c lock_timeout={lock_timeout_ms}",
+        ]
+        if schema:
+            if not _SCHEMA_NAME.match(schema):
+                raise ValueError(f"invalid DATABASE_SCHEMA {schema!r}")
+            options.append(f"-c search_path={schema}")
+        # Through the module attribute, so OpenTelemetry's wrapper (when installed) sees it.
+        engine = sqlalchemy.create_engine(
+            parsed,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_recycle=1800,
+            pool_pre_ping=True,  # a connection the server dropped is replaced, not handed out
+            connect_args={
+                "connect_timeout": connect_timeout_s,
+                "options": " ".join(options),
+                **_TCP_ARGS,
+            },
+        )
+    event.listen(engine, "handle_error", _raise_schema_missing)
+    return engine
+
+
+def _raise_schema_missing(context: ExceptionContext) -> None:
+    error = context.original_exception
+    missing = getattr(error, "sqlstate", None) in _MISSING_SQLSTATES or (
+        isinstance(error, sqlite3.OperationalError) and _SQLITE_MISSING.match(str(error))
     )
+    if missing:
+        raise SchemaMissing(f"{error} (are the database migrations applied?)")
 
 
 class DatabaseConfig(Protocol):
@@ -77,6 +138,12 @@ class DatabaseConfig(Protocol):
     def database_pool_size(self) -> int: ...
     @property
     def database_max_overflow(self) -> int: ...
+    @property
+    def database_connect_timeout_s(self) -> int: ...
+    @property
+    def database_statement_timeout_ms(self) -> int: ...
+    @property
+    def database_lock_timeout_ms(self) -> int: ...
 
 
 def engine_for(settings: DatabaseConfig) -> Engine:
@@ -85,6 +152,9 @@ def engine_for(settings: DatabaseConfig) -> Engine:
         schema=settings.database_schema,
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_max_overflow,
+        connect_timeout_s=settings.database_connect_timeout_s,
+        statement_timeout_ms=settings.database_statement_timeout_ms,
+        lock_timeout_ms=settings.database_lock_timeout_ms,
     )
 
 

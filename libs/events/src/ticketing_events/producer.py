@@ -7,13 +7,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+import structlog
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from ticketing_events import tracing
 from ticketing_events.schemas import Envelope
+
+log = structlog.get_logger(__name__)
 
 
 class DeliveryError(Exception):
@@ -49,10 +52,41 @@ class OutgoingMessage:
         )
 
 
+def is_fatal(error: BaseException | KafkaError | None) -> bool:
+    """Whether ``error`` says the Kafka client is dead: a fatal ``KafkaError``, or an exception
+    carrying one, itself or as its cause. Such a client never produces again: replace it.
+
+    confluent-kafka raises a fatal error from ``poll``/``flush`` (as a ``SystemError`` caused by
+    it when a delivery callback runs in the same call); ``produce`` then fails with ``_FATAL``.
+    """
+    seen: set[int] = set()
+    while isinstance(error, BaseException) and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, KafkaException) and error.args:
+            error = error.args[0]
+            break
+        error = error.__cause__ or error.__context__
+    return isinstance(error, KafkaError) and (error.fatal() or error.code() == KafkaError._FATAL)
+
+
 @dataclass
 class _Pending:
-    count: int = 0
+    """The messages of one ``publish`` not settled yet (each by its span), and the failures."""
+
+    open: dict[int, tuple[str, Span]] = field(default_factory=dict)
     failures: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, event_id: str, span: Span) -> int:
+        self.open[id(span)] = (event_id, span)
+        return id(span)
+
+    def settle(self, key: int, error: str | None) -> Span | None:
+        """The message's span, to end, unless it was settled already; records a failure."""
+        event_id, span = self.open.pop(key, ("", None))
+        if span is not None and error is not None:
+            self.failures.append((event_id, error))
+            span.set_status(Status(StatusCode.ERROR, error))
+        return span
 
 
 def producer_config(bootstrap_servers: str, client_id: str, **overrides: Any) -> dict[str, Any]:
@@ -70,10 +104,15 @@ def producer_config(bootstrap_servers: str, client_id: str, **overrides: Any) ->
 
 
 class EventProducer:
-    """Publishes events with W3C trace headers; ``publish`` returns only once Kafka acked all."""
+    """Publishes events with W3C trace headers; ``publish`` returns only once Kafka acked all.
+
+    A fatal client error (the idempotent producer's guarantees broken) fails the ``publish`` it
+    happens in and replaces the client, so the next ``publish`` goes out on a new one.
+    """
 
     def __init__(self, bootstrap_servers: str, *, client_id: str, **config: Any) -> None:
-        self._producer = Producer(producer_config(bootstrap_servers, client_id, **config))
+        self._config = producer_config(bootstrap_servers, client_id, **config)
+        self._producer = Producer(self._config)
         self._tracer = trace.get_tracer("ticketing_events.producer")
 
     def publish(
@@ -81,16 +120,28 @@ class EventProducer:
     ) -> None:
         """Send every message and wait for its acknowledgement; raise DeliveryError on any loss."""
         pending = _Pending()
-        for message in messages:
-            outgoing = (
-                message if isinstance(message, OutgoingMessage) else OutgoingMessage.of(message)
-            )
-            self._send(outgoing, pending)
-        self._producer.flush(timeout)
-        if pending.count:
-            pending.failures.append(("*", f"{pending.count} unacknowledged after {timeout}s"))
+        fatal: Exception | None = None
+        try:
+            for message in messages:
+                outgoing = (
+                    message if isinstance(message, OutgoingMessage) else OutgoingMessage.of(message)
+                )
+                self._send(outgoing, pending)
+            self._producer.flush(timeout)
+        except Exception as exc:
+            if not is_fatal(exc):
+                raise
+            fatal = exc
+            reason = f"fatal producer error: {exc.__cause__ or exc}"
+            self._replace(reason)
+            for key in list(pending.open):  # the dead client reports none of them
+                span = pending.settle(key, reason)
+                if span is not None:
+                    span.end()
+        if pending.open:
+            pending.failures.append(("*", f"{len(pending.open)} unacknowledged after {timeout}s"))
         if pending.failures:
-            raise DeliveryError(pending.failures)
+            raise DeliveryError(pending.failures) from fatal
 
     def _send(self, message: OutgoingMessage, pending: _Pending) -> None:
         span = self._tracer.start_span(
@@ -114,17 +165,16 @@ class EventProducer:
         ]
         tracing.inject(headers, trace.set_span_in_context(span, message.context))
 
+        key = pending.add(message.event_id, span)
+
         def on_delivery(err: KafkaError | None, msg: Message) -> None:
-            pending.count -= 1
-            if err is not None:
-                pending.failures.append((message.event_id, str(err)))
-                span.set_status(Status(StatusCode.ERROR, str(err)))
-            else:
+            if pending.settle(key, None if err is None else str(err)) is None:
+                return  # failed already, by a fatal error
+            if err is None:
                 span.set_attribute(tracing.MESSAGING_PARTITION, str(msg.partition()))
                 span.set_attribute(tracing.MESSAGING_KAFKA_OFFSET, msg.offset())
             span.end()
 
-        pending.count += 1
         while True:
             try:
                 self._producer.produce(
@@ -137,7 +187,19 @@ class EventProducer:
                 break
             except BufferError:  # local queue full: let deliveries drain
                 self._producer.poll(0.05)
+            except KafkaException as exc:
+                if is_fatal(exc):
+                    raise
+                pending.settle(key, str(exc.args[0]))  # refused here, e.g. too large
+                span.end()
+                return
         self._producer.poll(0)
+
+    def _replace(self, reason: str) -> None:
+        """Start a new client in place of one a fatal error killed."""
+        log.error("kafka producer dead; replacing the client", error=reason[:500])
+        dead, self._producer = self._producer, Producer(self._config)
+        dead.purge()
 
     def close(self, timeout: float = 10.0) -> int:
         """Flush what is queued; returns how many messages are still undelivered."""

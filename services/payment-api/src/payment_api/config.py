@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from ticketing_events import db
 
 
 class Settings(BaseSettings):
@@ -22,6 +23,10 @@ class Settings(BaseSettings):
     database_schema: str | None = None
     database_pool_size: int = Field(default=10, ge=1)
     database_max_overflow: int = Field(default=20, ge=0)
+    # PostgreSQL only: bounds on waiting for the database (0 disables the statement and lock ones).
+    database_connect_timeout_s: int = Field(default=db.CONNECT_TIMEOUT_S, ge=2)
+    database_statement_timeout_ms: int = Field(default=db.STATEMENT_TIMEOUT_MS, ge=0)
+    database_lock_timeout_ms: int = Field(default=db.LOCK_TIMEOUT_MS, ge=0)
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Prepended to every Redis key; empty in production (the documented layout), set by tests.

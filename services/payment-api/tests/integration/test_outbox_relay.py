@@ -1,12 +1,15 @@
 """The relay against a real database (embedded SQLite, and PostgreSQL for SKIP LOCKED),
-publishing through a recording fake of the producer port."""
+publishing through a recording fake of the producer port (or the real producer and broker)."""
 
 from __future__ import annotations
 
+import os
 import threading
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
 from opentelemetry import trace
 from payment_api.adapters.database import create_db_engine
 from payment_api.adapters.outbox import OutboxStore
@@ -14,6 +17,7 @@ from payment_api.config import Settings
 from payment_api.migrations import upgrade
 from payment_api.service_layer.relay import OutboxRelay, outgoing
 from payment_api.service_layer.unit_of_work import UnitOfWork
+from ticketing_events.producer import DeliveryError, EventProducer, OutgoingMessage
 from ticketing_events.testing import payment_succeeded, reservation_created
 
 
@@ -134,3 +138,39 @@ def test_concurrent_relays_never_claim_the_same_row(private_settings):
     everything = [i for ids in claimed for i in ids]
     assert len(everything) == len(set(everything)) == len(written)
     engine.dispose()
+
+
+@pytest.fixture
+def small_topic(kafka_bootstrap):
+    """A topic of this test whose broker rejects messages over 1000 bytes."""
+    name = f"test-small-{uuid.uuid4().hex[:10]}"
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    topic = NewTopic(name, num_partitions=1, replication_factor=1)
+    topic.config = {"max.message.bytes": "1000"}
+    admin.create_topics([topic])[name].result(30)
+    yield name
+    admin.delete_topics([name])[name].result(30)
+
+
+@pytest.mark.kafka
+def test_the_relay_keeps_publishing_after_a_fatal_producer_error(
+    sqlite_engine, kafka_bootstrap, small_topic
+):
+    # With the gap-less guarantee on, a batch the broker rejects is fatal to the idempotent
+    # producer: the state other fatal errors (e.g. a sequence the broker lost) leave it in.
+    producer = EventProducer(
+        kafka_bootstrap, client_id="test", **{"enable.gapless.guarantee": True}
+    )
+    oversized = OutgoingMessage(small_topic, "k", os.urandom(5000), "big", "test", "1.0")
+    with pytest.raises(DeliveryError):
+        producer.publish([oversized], timeout=10)
+    write(sqlite_engine, reservation_created(1), payment_succeeded(1))
+    relay = OutboxRelay(
+        OutboxStore(sqlite_engine),
+        producer,
+        batch_size=100,
+        sweep_interval_s=0.01,
+        publish_timeout_s=10,
+    )
+    assert relay.drain() == 2
+    assert unpublished(sqlite_engine) == 0

@@ -14,6 +14,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from ticketing_events import FailureReason
+from ticketing_events.consumer import DeploymentError
 
 from payment_api.domain import errors
 
@@ -155,6 +156,7 @@ def install(app: FastAPI, problem: Problem) -> None:
     @app.exception_handler(InterfaceError)
     @app.exception_handler(PoolTimeout)
     @app.exception_handler(RedisError)
+    @app.exception_handler(DeploymentError)  # e.g. the migrations were not applied
     async def unavailable(_: Request, exc: Exception) -> JSONResponse:
         log.error("dependency failed", error=str(exc)[:500], kind=type(exc).__name__)
         return problem.response(

@@ -12,7 +12,9 @@ from payment_api.config import Settings
 MIGRATION_LOCK = 0x7061796D  # any constant shared by every replica running `migrate`
 
 settings: Settings = context.config.attributes.get("settings") or Settings()
-engine = create_db_engine(settings)
+# A migration may rewrite big tables and waits for another replica's migration lock: no timeouts.
+no_timeouts = {"database_statement_timeout_ms": 0, "database_lock_timeout_ms": 0}
+engine = create_db_engine(settings.model_copy(update=no_timeouts))
 try:
     with engine.connect() as connection:
         if connection.dialect.name == "postgresql":
