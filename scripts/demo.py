@@ -27,17 +27,24 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, OffsetSpec
 from rich import box
 from rich.console import Console, Group
@@ -57,16 +64,58 @@ DATES = 3  # schedules per concert, on consecutive days
 POPULARITY = [1 / (n + 1) for n in range(CONCERTS)]
 
 Offsets = dict[tuple[str, int], int]
+T = TypeVar("T")
 
 
-# -- Kafka: end offsets and committed offsets through the admin API -------------------------
+# -- Kafka: end offsets and committed offsets ----------------------------------------------
+
+# Errors of a broker still settling: new topics electing their leaders, or, on a fresh broker,
+# the consumer offsets topic that the first group request creates and loads.
+SETTLING = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+}
+
+
+def settled(call: Callable[[], T], timeout: float = 30.0) -> T:
+    """``call()``, repeated while the broker answers that it is still settling."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return call()
+        except KafkaException as exc:
+            err = exc.args[0]
+            if time.monotonic() > deadline or not (err.retriable() or err.code() in SETTLING):
+                raise
+            time.sleep(0.2)
+
+
+def raise_partition_error(tps: list[TopicPartition]) -> list[TopicPartition]:
+    """``tps``, unless one carries an error: a call can succeed while partitions failed (the
+    first commit on a fresh broker answers NOT_COORDINATOR that way)."""
+    for tp in tps:
+        if tp.error is not None:
+            raise KafkaException(tp.error)
+    return tps
 
 
 class KafkaOffsets:
+    """End offsets and moves through the admin API; committed offsets through one consumer
+    per group that never joins it. Not the admin API's ``list_consumer_group_offsets``: when
+    its answer is a coordinator error, as on a fresh broker, librdkafka (2.16) dereferences
+    the consumer group handle an admin client has not, and the process dies of SIGSEGV."""
+
     def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
         self.admin = AdminClient({"bootstrap.servers": bootstrap})
         topics = self.admin.list_topics(timeout=10).topics
         self.partitions = {name: sorted(meta.partitions) for name, meta in topics.items()}
+        self._readers: dict[str, Consumer] = {}
+        self._lock = threading.Lock()  # Snapshot.take runs in worker threads
 
     def _tps(self, topics: Iterable[str], offsets: Offsets | None = None) -> list[TopicPartition]:
         return [
@@ -78,19 +127,43 @@ class KafkaOffsets:
     def ends(self, topics: Iterable[str]) -> Offsets:
         """High watermarks."""
         wanted = {tp: OffsetSpec.latest() for tp in self._tps(topics)}
-        futures = self.admin.list_offsets(wanted, request_timeout=10)
-        return {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
+
+        def call() -> Offsets:
+            futures = self.admin.list_offsets(wanted, request_timeout=10)
+            return {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
+
+        return settled(call)
+
+    def _reader(self, group: str) -> Consumer:
+        with self._lock:
+            if group not in self._readers:
+                self._readers[group] = Consumer(
+                    {
+                        "bootstrap.servers": self.bootstrap,
+                        "group.id": group,
+                        "enable.auto.commit": False,
+                    }
+                )
+            return self._readers[group]
 
     def committed(self, group: str, topics: Iterable[str]) -> Offsets:
         """The group's committed offsets (0 where it committed none)."""
-        request = ConsumerGroupTopicPartitions(group, self._tps(topics))
-        result = self.admin.list_consumer_group_offsets([request])[group].result()
-        return {(tp.topic, tp.partition): max(tp.offset, 0) for tp in result.topic_partitions}
+        tps = self._tps(topics)
+        result = settled(lambda: raise_partition_error(self._reader(group).committed(tps, 10)))
+        return {(tp.topic, tp.partition): max(tp.offset, 0) for tp in result}
 
     def move_to_end(self, group: str, topics: Iterable[str]) -> None:
         """Commit the group's offsets at the topics' ends (the group must have no members)."""
+        topics = list(topics)
         request = ConsumerGroupTopicPartitions(group, self._tps(topics, self.ends(topics)))
-        self.admin.alter_consumer_group_offsets([request])[group].result()
+        alter = self.admin.alter_consumer_group_offsets
+        settled(lambda: raise_partition_error(alter([request])[group].result().topic_partitions))
+
+    def close(self) -> None:
+        with self._lock:
+            for reader in self._readers.values():
+                reader.close()
+            self._readers.clear()
 
 
 def total(offsets: Offsets) -> int:
@@ -552,8 +625,7 @@ def summary(
 
 
 def prepare(console: Console, stack: Stack, args: argparse.Namespace) -> list[int]:
-    """Fresh data: drop, migrate, seed; the registry's groups at the end of their topics.
-    Returns the user ids, the poor ones last."""
+    """Fresh data: drop, migrate, seed. Returns the user ids, the poor ones last."""
     console.print("[bold]infrastructure[/] (infra/infra.sh up)")
     subprocess.run(["bash", str(ROOT / "infra" / "infra.sh"), "up"], check=True)
     if stopped := stack.down():
@@ -572,19 +644,27 @@ def prepare(console: Console, stack: Stack, args: argparse.Namespace) -> list[in
             users = list(conn.execute(text("SELECT id FROM users ORDER BY id")).scalars())
     finally:
         engine.dispose()
-    kafka = KafkaOffsets(stack.env["KAFKA_BOOTSTRAP_SERVERS"])
+    return users
+
+
+def start_at_end(kafka: KafkaOffsets, console: Console) -> Snapshot:
+    """Move the registry's groups to the end of their topics; the offsets they start from."""
     for group in CONSUMER_GROUPS.values():
         try:
             kafka.move_to_end(group.name, group.topics)
         except KafkaException as exc:
             console.print(f"warning: {group.name} not moved to the end: {exc}", markup=False)
-    return users
+    return Snapshot.take(kafka)
 
 
 async def play(
-    console: Console, stack: Stack, args: argparse.Namespace, users: list[int], start: Snapshot
+    console: Console,
+    stack: Stack,
+    args: argparse.Namespace,
+    users: list[int],
+    kafka: KafkaOffsets,
+    start: Snapshot,
 ) -> None:
-    kafka = KafkaOffsets(stack.env["KAFKA_BOOTSTRAP_SERVERS"])
     running = {p.name for p in stack.processes() if stack.pid(p.name)}
     poor = round(args.fans * args.poor_share)
     stats = Stats(fans=args.fans, poor=poor)
@@ -636,20 +716,24 @@ def main() -> int:
     )
     signal.signal(signal.SIGTERM, interrupt)
     code = 0
+    kafka: KafkaOffsets | None = None
     try:
         users = prepare(console, stack, args)
-        start = Snapshot.take(KafkaOffsets(stack.env["KAFKA_BOOTSTRAP_SERVERS"]))
+        kafka = KafkaOffsets(stack.env["KAFKA_BOOTSTRAP_SERVERS"])
+        start = start_at_end(kafka, console)
         console.print("[bold]stack[/] (scripts/stack.py)")
         stack.up()
-        asyncio.run(play(console, stack, args, users, start))
+        asyncio.run(play(console, stack, args, users, kafka, start))
     except KeyboardInterrupt:
         console.print("[yellow]interrupted")
         code = 130
-    except (StackError, subprocess.CalledProcessError) as exc:
+    except (StackError, subprocess.CalledProcessError, KafkaException) as exc:
         console.print(f"error: {exc}", style="red", markup=False)
         code = 1
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut this short
+        if kafka is not None:
+            kafka.close()
         if args.keep and code == 0:
             console.print(f"the stack keeps running: {stack.api_url}/docs · make logs · make down")
         else:

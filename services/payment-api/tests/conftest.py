@@ -193,7 +193,7 @@ class Api:
         assert response.status_code == 201, response.text
         return str(response.json()["token"])
 
-    def active_token(self, user_id: int, timeout: float = 10) -> str:
+    def active_token(self, user_id: int, timeout: float = 30) -> str:
         token = self.token(user_id)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -45,13 +45,15 @@ def test_a_reservation_holds_its_seat_until_the_hold_expires(harness):
     keys = RedisKeys(harness.prefix)
     live, gone = harness.ids(), harness.ids()
     expired = reservation(harness, gone, expires_in=timedelta(seconds=-1))
-    publish(harness, expired, reservation(harness, live))
+    held = reservation(harness, live)
+    publish(harness, expired, held)
     with harness.running(seatlock(harness, group, harness.redis)):
         hold = keys.seat_hold(live["seat_id"])
         harness.wait_until(lambda: harness.redis.exists(hold), what="the hold")
         harness.wait_consumed(group, [TOPIC])
     assert harness.redis.get(hold) == str(live["reservation_id"]).encode()
-    assert 280_000 < harness.redis.pttl(hold) <= 300_000
+    expires_ms = int(held.payload.hold_expires_at.timestamp() * 1000)
+    assert harness.redis.pexpiretime(hold) == expires_ms, "until the hold expires"
     assert not harness.redis.exists(keys.seat_hold(gone["seat_id"])), "expired: not held"
 
 

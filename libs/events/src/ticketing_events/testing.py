@@ -264,6 +264,13 @@ class Harness:
         self.redis.close()
 
 
+def redis_clock_ms(client: redis.Redis) -> int:
+    """The clock Redis sets expiry times by, in Unix milliseconds: bracket a call with two
+    readings and compare them with ``PEXPIRETIME`` rather than a TTL that runs down."""
+    seconds, micros = client.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
 class RedisServer:
     """A ``redis-server`` of this test alone, on a free port, without persistence."""
 

@@ -6,6 +6,8 @@ import argparse
 import signal
 import sys
 import threading
+from collections.abc import Callable
+from typing import NoReturn
 
 from fastapi import FastAPI
 from ticketing_events.logs import configure_logging
@@ -74,9 +76,11 @@ def seed(settings: Settings, args: argparse.Namespace) -> None:
         )
     finally:
         engine.dispose()
+    ids = seeded.user_ids
+    users = f"{len(ids)} users (ids {ids[0]}..{ids[-1]})" if ids else "no users"
     print(
         f"seeded {len(seeded.concert_ids)} concerts, {len(seeded.schedule_ids)} schedules, "
-        f"{len(seeded.seat_ids)} seats, users {seeded.user_ids[:1]}..{seeded.user_ids[-1:]}"
+        f"{len(seeded.seat_ids)} seats, {users}"
     )
 
 
@@ -99,19 +103,46 @@ def relay(settings: Settings) -> None:
     engine.dispose()
 
 
+class Parser(argparse.ArgumentParser):
+    """A bad argument gets one line on stderr and exit 2, without the usage (``-h`` has it)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+BIGINT = 2**63 - 1  # points and prices are BIGINT columns
+
+
+def whole(least: int, most: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``least`` to ``most``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be {least} or more, not {value}")
+        if most is not None and value > most:
+            raise argparse.ArgumentTypeError(f"must be {most} or less, not {value}")
+        return value
+
+    return parse
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="payment-api", description=__doc__)
+    parser = Parser(prog="payment-api", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="run the HTTP API (uvicorn; API_HOST, API_PORT, API_WORKERS)")
     commands.add_parser("migrate", help="apply the database migrations (alembic upgrade head)")
     commands.add_parser("relay", help="run only the outbox relay")
     seeding = commands.add_parser("seed", help="insert demo concerts, seats and users")
-    seeding.add_argument("--concerts", type=int, default=3)
-    seeding.add_argument("--schedules", type=int, default=2, help="schedules per concert")
-    seeding.add_argument("--seats", type=int, default=50, help="seats per schedule")
-    seeding.add_argument("--users", type=int, default=100)
-    seeding.add_argument("--points", type=int, default=1_000_000, help="points per user")
-    seeding.add_argument("--price", type=int, default=150_000, help="price of every seat")
+    seeding.add_argument("--concerts", type=whole(0), default=3, help="0: users only")
+    seeding.add_argument("--schedules", type=whole(1), default=2, help="schedules per concert")
+    seeding.add_argument("--seats", type=whole(1), default=50, help="seats per schedule")
+    seeding.add_argument("--users", type=whole(0), default=100, help="0: concerts only")
+    seeding.add_argument("--points", type=whole(0, BIGINT), default=1_000_000, help="per user")
+    seeding.add_argument("--price", type=whole(0, BIGINT), default=150_000, help="of every seat")
     args = parser.parse_args(argv)
     settings = Settings()
     match args.command:

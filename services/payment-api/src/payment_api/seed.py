@@ -52,6 +52,8 @@ def add_schedule(
         {"schedule_id": schedule_id, "seat_no": n, "price": price, "status": "available"}
         for n in range(1, seats_count + 1)
     ]
+    if not rows:  # an insert of no rows would insert one of defaults
+        return concert_id, schedule_id, []
     seat_ids = list(
         conn.execute(
             insert(seats).returning(seats.c.id, sort_by_parameter_order=True), rows
@@ -62,6 +64,8 @@ def add_schedule(
 
 def add_users(conn: Connection, count: int, points: int, name: str = "fan") -> list[int]:
     rows = [{"name": f"{name}-{n}", "points": points} for n in range(1, count + 1)]
+    if not rows:  # an insert of no rows would insert one of defaults
+        return []
     return list(
         conn.execute(
             insert(users).returning(users.c.id, sort_by_parameter_order=True), rows

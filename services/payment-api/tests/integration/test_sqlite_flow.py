@@ -42,7 +42,7 @@ def test_reserve_and_pay_on_sqlite(tmp_path, redis_url, publisher, serve):
         mode = services.engine.connect().exec_driver_sql("pragma journal_mode").scalar()
         assert mode == "wal"
         token = client.post("/v1/queue/tokens", json={"user_id": seeded.user_ids[0]}).json()
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 30
         while client.get(f"/v1/queue/tokens/{token['token']}").json()["status"] != "active":
             assert time.monotonic() < deadline
             time.sleep(0.02)
@@ -65,7 +65,7 @@ def test_reserve_and_pay_on_sqlite(tmp_path, redis_url, publisher, serve):
             headers={**auth, "Idempotency-Key": "once"},
         )
         assert replay.json() == paid.json()
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 30
         while OutboxStore(services.engine).pending():
             assert time.monotonic() < deadline
             time.sleep(0.02)
