@@ -58,7 +58,11 @@ def is_fatal(error: BaseException | KafkaError | None) -> bool:
 
     confluent-kafka raises a fatal error from ``poll``/``flush`` (as a ``SystemError`` caused by
     it when a delivery callback runs in the same call); ``produce`` then fails with ``_FATAL``.
+    A ``SystemError`` with no cause is the same error lost inside a Python callback (seen with
+    tracing on): it counts as fatal too.
     """
+    if isinstance(error, SystemError) and error.__cause__ is None:
+        return True
     seen: set[int] = set()
     while isinstance(error, BaseException) and id(error) not in seen:
         seen.add(id(error))
