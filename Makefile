@@ -7,7 +7,7 @@ UV = $(shell scripts/ensure-uv.sh)
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: help demo up down logs install infra-install infra-up infra-down infra-status topics test test-unit lint bench-consumer bench-consumers bench-api bench-headline images images-test
+.PHONY: help demo up down logs install infra-install infra-up infra-down infra-status topics test test-unit lint bench-consumer bench-consumers bench-api bench-stub bench-headline images images-test
 .PHONY: chart-check chart-golden kind-up kind-down k8s-build k8s-up k8s-down
 
 help: ## list the targets
@@ -63,16 +63,19 @@ bench-consumers: install infra-up ## each post-payment service's events/s on a b
 bench-api: install infra-up ## payment-api rush: open-loop payments/s, latency percentiles, outbox delay
 	$(ENV) $(UV) run python bench/api_bench.py
 
+bench-stub: install ## the stand-in data platform: requests/s and the concurrency it reaches at 50 ms
+	$(ENV) $(UV) run python bench/stub_bench.py $(BENCH_ARGS)
+
 bench-headline: install infra-up ## events vs sync post-processing: payment p99 at 50/s and 300/s, a consumer outage (BENCH_ARGS)
 	$(ENV) $(UV) run python bench/headline_bench.py $(BENCH_ARGS)
 
-images: ## build one image per services/*/Dockerfile with podman on a local Debian base (sizes)
+images: ## build every service and operator image with docker or podman (CONTAINER_TOOL), sizes
 	bash images/build.sh
 
 images-test: install infra-up images ## run each image against the local infrastructure
 	bash images/test.sh $(PYTEST_ARGS)
 
-chart-check: ## Helm chart: lint, render each ci/ profile, diff against examples/, validate offline
+chart-check: ## Helm chart: lint, render each profile and its NOTES, diff against examples/, validate offline
 	bash charts/check.sh
 
 chart-golden: ## rewrite the chart's golden manifests (charts/ticketing/examples/) from the renders
@@ -87,7 +90,7 @@ k8s-up: k8s-build ## a real control plane on loopback for tests (kubeconfig: .in
 k8s-down: ## stop the control plane of `make k8s-up` (`bash infra/k8s/k8s.sh purge` drops its data)
 	bash infra/k8s/k8s.sh down
 
-kind-up: images ## kind cluster with the whole system (K8S=minikube for minikube); cannot run here
+kind-up: images ## kind cluster, the whole system and its load (PROFILE=kind|kind-keda|kind-operator, K8S=minikube); cannot run here
 	bash charts/kind.sh up
 
 kind-down: ## delete the kind (or minikube) cluster of `make kind-up`

@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# Builds the local Python base image (no registry here): a minimal Debian bookworm with
-# python3.11, imported into podman. Skipped when the image exists; the root filesystem
-# tarball is cached under ~/.cache/ticketing/images so a fresh podman store re-imports it.
+# Builds the local Python base image, for a machine that cannot pull the public one (this
+# workplace; common.sh): a minimal Debian bookworm with python3.11, imported into the
+# container tool's store. Needs root, apt and debootstrap. Skipped when the image exists; the
+# root filesystem tarball is cached under ~/.cache/ticketing/images so a fresh store
+# re-imports it.
 # Usage: images/build-base.sh [--force]
 set -euo pipefail
+# shellcheck source=images/common.sh
 source "$(dirname "$0")/common.sh"
+
+detect_tool
+LOCAL_BASE=1 choose_base
 
 PACKAGES="python3,python3-venv,ca-certificates"
 SUITE=bookworm
@@ -12,8 +18,8 @@ TARBALL="$IMAGES_CACHE/ticketing-python-$SUITE.tar.gz"
 
 if [[ "${1:-}" == --force ]]; then
   rm -f "$TARBALL"
-  pm image rm -f "$BASE_IMAGE" >/dev/null 2>&1 || true
-elif pm image exists "$BASE_IMAGE"; then
+  tool image rm -f "$BASE_IMAGE" >/dev/null 2>&1 || true
+elif tool image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
   echo "base image $BASE_IMAGE exists"
   exit 0
 fi
@@ -64,5 +70,5 @@ EXCLUDES
   echo "root filesystem built in $((SECONDS - start)) s: $TARBALL"
 fi
 
-pm import --change 'CMD ["python3"]' --change 'ENV LANG=C.UTF-8' "$TARBALL" "$BASE_IMAGE" >/dev/null
-echo "base image $BASE_IMAGE: $(human "$(pm image inspect --format '{{.Size}}' "$BASE_IMAGE")")"
+tool import --change 'CMD ["python3"]' --change 'ENV LANG=C.UTF-8' "$TARBALL" "$BASE_IMAGE" >/dev/null
+echo "base image $BASE_IMAGE: $(human "$(tool image inspect --format '{{.Size}}' "$BASE_IMAGE")")"

@@ -1,12 +1,13 @@
 """The chart's rendered objects, read from the golden manifests under charts/ticketing/examples/.
 
-`make chart-check` (part of `make test`) renders each ci/ profile, fails when a render differs
-from its golden file and validates every object against the Kubernetes schemas and the CRDs; these
-tests check what the schemas cannot: the wiring.
+`make chart-check` (part of `make test`) renders each profile (charts/profiles.sh), fails when a
+render differs from its golden file and validates every object against the Kubernetes schemas
+and the CRDs; these tests check what the schemas cannot: the wiring.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -19,15 +20,30 @@ from ticketing_events.topics import CONSUMER_GROUPS
 
 CHART = Path(__file__).resolve().parents[1] / "ticketing"
 EXAMPLES = CHART / "examples"
-PROFILES = ("default", "kind", "keda", "hpa", "external", "operator")
+PROFILES = ("default", "kind", "kind-keda", "kind-operator", "hpa", "external", "operator")
+KIND_PROFILES = ("kind", "kind-keda", "kind-operator")
 RELEASE = "ticketing"
 NAMESPACE = "ticketing"
 # The objects of each profile; a change here is a change of the chart's footprint.
-OBJECT_COUNTS = {"default": 35, "kind": 44, "keda": 49, "hpa": 40, "external": 28, "operator": 45}
+OBJECT_COUNTS = {
+    "default": 35,
+    "kind": 50,
+    "kind-keda": 55,
+    "kind-operator": 63,
+    "hpa": 40,
+    "external": 28,
+    "operator": 45,
+}
 OPERATOR = f"{RELEASE}-lag-autoscaler"
-# The consumers that ci/operator-values.yaml puts in mode operator.
-OPERATED = {"ranking-consumer", "cleanup-consumer"}
+# The consumers that each profile puts in mode operator.
+OPERATED = {
+    "operator": {"ranking-consumer", "cleanup-consumer"},
+    "kind-operator": {g.service for g in CONSUMER_GROUPS.values()},
+}
 INFRA = {"kafka", "redis", "postgresql", "jaeger"}
+# With the broker and database in the release, its hooks run once an upgrade has replaced them.
+HOOKS_WITH_INFRA = "post-install,post-upgrade"
+KAFKA = f"{RELEASE}-kafka.{NAMESPACE}.svc.cluster.local:9092"
 # Passwords that the ci/ values files put into the chart's own Secret.
 CI_PASSWORDS = ("ci-database-password", "ci-redis-password", "ticketing-dev")
 
@@ -73,7 +89,7 @@ def test_object_counts(profile: tuple[str, list[Manifest]]) -> None:
 
 @pytest.mark.parametrize("group", sorted(CONSUMER_GROUPS))
 def test_each_group_has_its_deployment_and_scaled_object(group: str) -> None:
-    objects = load("keda")
+    objects = load("kind-keda")
     partitions = int(topics_job_arg(objects, "--partitions"))
     spec = CONSUMER_GROUPS[group]
     name = f"{RELEASE}-{spec.service}"
@@ -138,7 +154,8 @@ def test_probes_on_the_health_endpoints(profile: tuple[str, list[Manifest]]) -> 
     for name, deployment in of_kind(objects, "Deployment").items():
         component = deployment["metadata"]["labels"]["app.kubernetes.io/name"]
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
-        if component in INFRA:
+        if component in INFRA or component == "loadgen":
+            assert component in INFRA or "livenessProbe" not in container, name
             continue
         paths = (
             container["livenessProbe"]["httpGet"]["path"],
@@ -205,6 +222,8 @@ def test_network_policies_allow_only_what_each_needs() -> None:
     assert egress_ports(f"{RELEASE}-compensator") == {53, 9092, 5432, 4317}
     assert egress_ports(f"{RELEASE}-dataplatform-consumer") == {53, 9092, 4317, 8090}
     assert egress_ports(f"{RELEASE}-dataplatform-stub") == {53}
+    assert egress_ports(f"{RELEASE}-loadgen") == {53, 8000, 5432}
+    assert policies[f"{RELEASE}-loadgen"]["spec"]["ingress"] == []  # it serves nothing
 
     stub_rules = policies[f"{RELEASE}-dataplatform-stub"]["spec"]["ingress"]
     callers = [
@@ -216,11 +235,11 @@ def test_network_policies_allow_only_what_each_needs() -> None:
 
 
 def test_hook_jobs_use_the_payment_api_image() -> None:
-    for profile, phase in (("default", "pre-install"), ("kind", "post-install")):
+    for profile, phases in (("default", "pre-install,pre-upgrade"), ("kind", HOOKS_WITH_INFRA)):
         jobs = of_kind(load(profile), "Job")
         assert set(jobs) == {f"{RELEASE}-topics", f"{RELEASE}-migrate"}
         for job in jobs.values():
-            assert job["metadata"]["annotations"]["helm.sh/hook"] == f"{phase},pre-upgrade"
+            assert job["metadata"]["annotations"]["helm.sh/hook"] == phases
             (container,) = job["spec"]["template"]["spec"]["containers"]
             assert container["image"] == "localhost/ticketing/payment-api:dev"
         topics = jobs[f"{RELEASE}-topics"]["spec"]["template"]["spec"]["containers"][0]
@@ -264,7 +283,7 @@ def test_operator_only_while_a_consumer_is_in_operator_mode(
 ) -> None:
     name, objects = profile
     found = Counter(o["kind"] for o in operator_objects(objects))
-    if name != "operator":
+    if name not in OPERATED:
         assert not found
         return
     assert found == {
@@ -276,7 +295,7 @@ def test_operator_only_while_a_consumer_is_in_operator_mode(
         "RoleBinding": 1,
         "KopfPeering": 1,
         "Job": 1,
-        KIND: len(OPERATED),
+        KIND: len(OPERATED[name]),
     }
 
 
@@ -284,9 +303,10 @@ def test_one_autoscaler_per_operated_consumer() -> None:
     objects = load("operator")
     autoscalers = of_kind(objects, KIND)
     deployments = of_kind(objects, "Deployment")
-    assert set(autoscalers) == {f"{RELEASE}-{c}" for c in OPERATED}
+    operated = OPERATED["operator"]
+    assert set(autoscalers) == {f"{RELEASE}-{c}" for c in operated}
     groups = {g.service: (group, g.topics) for group, g in CONSUMER_GROUPS.items()}
-    for component in OPERATED:
+    for component in operated:
         name = f"{RELEASE}-{component}"
         cla = autoscalers[name]
         assert cla["apiVersion"] == f"{GROUP}/{VERSION}"
@@ -310,8 +330,8 @@ def test_one_autoscaler_per_operated_consumer() -> None:
         assert "limitToPartitionsWithLag" not in spec
     # The operator owns the operated consumers' replicas; the others keep theirs.
     for name, deployment in deployments.items():
-        operated = name.removeprefix(f"{RELEASE}-") in OPERATED
-        assert ("replicas" in deployment["spec"]) is not operated, name
+        owned = name.removeprefix(f"{RELEASE}-") in operated
+        assert ("replicas" in deployment["spec"]) is not owned, name
 
 
 def test_operator_runs_namespaced_with_leader_election() -> None:
@@ -347,7 +367,7 @@ def rules_of(role: Manifest) -> dict[tuple[str, str], tuple[set[str], list[str] 
 def test_operator_rbac_is_least_privilege() -> None:
     objects = load("operator")
     (role,) = of_kind(objects, "Role").values()
-    targets = sorted(f"{RELEASE}-{c}" for c in OPERATED)
+    targets = sorted(f"{RELEASE}-{c}" for c in OPERATED["operator"])
     assert rules_of(role) == {
         # watch; kopf's finalizer and annotations; list, patch and delete for the hook
         (GROUP, PLURAL): ({"get", "list", "watch", "patch", "delete"}, None),
@@ -396,3 +416,207 @@ def test_release_hook_frees_the_autoscalers_before_uninstall() -> None:
     assert container["image"] == "localhost/ticketing/lag-autoscaler:dev"
     args = parser().parse_args(container["args"])
     assert (args.command, args.namespace) == ("release", NAMESPACE)
+
+
+def containers(objects: list[Manifest]) -> list[tuple[str, Manifest]]:
+    return [(name, c) for name, spec in pod_specs(objects) for c in spec["containers"]]
+
+
+def test_no_service_links(profile: tuple[str, list[Manifest]]) -> None:
+    """Service links would put every Service's address into every pod's environment."""
+    _, objects = profile
+    for name, spec in pod_specs(objects):
+        assert spec["enableServiceLinks"] is False, name
+
+
+def test_payment_api_drains_before_it_stops(profile: tuple[str, list[Manifest]]) -> None:
+    """Its preStop sleep lets the Service stop sending before uvicorn stops; no other has one."""
+    _, objects = profile
+    for name, deployment in of_kind(objects, "Deployment").items():
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        if name != f"{RELEASE}-payment-api":
+            assert "lifecycle" not in container, name
+            continue
+        command = container["lifecycle"]["preStop"]["exec"]["command"]
+        assert command[0] == "sleep"
+        assert 0 < int(command[1]) < pod["terminationGracePeriodSeconds"] / 2
+
+
+@pytest.mark.parametrize("name", KIND_PROFILES)
+def test_kafka_answers_by_its_full_name(name: str) -> None:
+    """KEDA's operator runs in its own namespace: the bootstrap and the listener the broker
+    advertises must resolve there, so both are the Service's full name."""
+    objects = load(name)
+    service = of_kind(objects, "Service")[f"{RELEASE}-kafka"]
+    assert f"{service['metadata']['name']}.{NAMESPACE}.svc.cluster.local:9092" == KAFKA
+    config = of_kind(objects, "ConfigMap")[f"{RELEASE}-kafka"]["data"]["server.properties"]
+    (advertised,) = re.findall(r"^advertised\.listeners=(.*)$", config, re.M)
+    assert f"PLAINTEXT://{KAFKA}" in advertised.split(",")
+    bootstraps = {topics_job_arg(objects, "--bootstrap-servers")}
+    for deployment in of_kind(objects, "Deployment").values():
+        env = env_of(deployment)
+        if "KAFKA_BOOTSTRAP_SERVERS" in env:
+            bootstraps.add(env["KAFKA_BOOTSTRAP_SERVERS"])
+    for scaled in of_kind(objects, "ScaledObject").values():
+        bootstraps |= {t["metadata"]["bootstrapServers"] for t in scaled["spec"]["triggers"]}
+    assert bootstraps == {KAFKA}
+
+
+def test_infra_keeps_its_data_on_claims() -> None:
+    """Kafka's log and PostgreSQL's data on claims of the default StorageClass, Recreate (one
+    pod per claim); Redis and Jaeger keep nothing."""
+    objects = load("kind")
+    claims = of_kind(objects, "PersistentVolumeClaim")
+    assert set(claims) == {f"{RELEASE}-kafka", f"{RELEASE}-postgresql"}
+    for claim in claims.values():
+        assert "storageClassName" not in claim["spec"]  # the default one
+        assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    for name, deployment in of_kind(objects, "Deployment").items():
+        component = name.removeprefix(f"{RELEASE}-")
+        if component not in INFRA:
+            continue
+        assert deployment["spec"]["strategy"] == {"type": "Recreate"}, name
+        volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+        if name in claims:
+            assert volumes["data"]["persistentVolumeClaim"] == {"claimName": name}
+        others = [v for n, v in volumes.items() if name not in claims or n != "data"]
+        assert all("emptyDir" in v or "configMap" in v for v in others), name
+
+
+def test_an_upgrade_cannot_lose_topics_or_the_schema() -> None:
+    """With the infra in the release, the topic and migration hooks run after an upgrade has
+    replaced the broker and the database (post-upgrade), with the Secret they read; and a chart
+    bump alone does not replace them (no version in their pod labels)."""
+    objects = load("kind")
+    hooks = [
+        o
+        for o in objects
+        if o["metadata"].get("annotations", {}).get("helm.sh/hook", "test") != "test"
+    ]
+    assert {f"{o['kind']} {o['metadata']['name']}" for o in hooks} == {
+        f"Job {RELEASE}-topics",
+        f"Job {RELEASE}-migrate",
+        f"Secret {RELEASE}-connections-hooks",
+    }
+    for hook in hooks:
+        assert hook["metadata"]["annotations"]["helm.sh/hook"] == HOOKS_WITH_INFRA
+    for name, deployment in of_kind(objects, "Deployment").items():
+        if name.removeprefix(f"{RELEASE}-") in INFRA:
+            labels = deployment["spec"]["template"]["metadata"]["labels"]
+            assert not {"helm.sh/chart", "app.kubernetes.io/version"} & set(labels), name
+
+
+def test_postgresql_is_ready_over_tcp() -> None:
+    """During initdb the image runs a server on its Unix socket only: readiness asks over TCP."""
+    deployment = of_kind(load("kind"), "Deployment")[f"{RELEASE}-postgresql"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    command = container["readinessProbe"]["exec"]["command"]
+    assert command[0] == "pg_isready"
+    assert command[command.index("-h") + 1] == "127.0.0.1"
+
+
+def notes(profile: str) -> str:
+    return (EXAMPLES / f"{profile}.NOTES.txt").read_text()
+
+
+def mebibytes(quantity: str) -> float:
+    units = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024}
+    return float(quantity[:-2]) * units[quantity[-2:]]
+
+
+def test_the_notes_kafka_tool_fits_next_to_the_broker() -> None:
+    """The NOTES' kafka-consumer-groups.sh runs in the broker's container with a heap of its
+    own: both JVMs, each with about 200 MiB besides its heap, fit the container's limit."""
+    deployment = of_kind(load("kind"), "Deployment")[f"{RELEASE}-kafka"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    broker = re.search(r"-Xmx(\d+)m", env_of(deployment)["KAFKA_HEAP_OPTS"])
+    tool = re.search(
+        rf"exec deploy/{RELEASE}-kafka -- env KAFKA_HEAP_OPTS=-Xmx(\d+)m", notes("kind")
+    )
+    assert broker and tool
+    limit = mebibytes(container["resources"]["limits"]["memory"])
+    assert int(broker[1]) + 200 + int(tool[1]) + 200 <= limit
+
+
+def test_notes_tell_how_to_watch(profile: tuple[str, list[Manifest]]) -> None:
+    name, objects = profile
+    text = notes(name)
+    assert "is a hook" not in text  # the chart's Secret is a regular object
+    if of_kind(objects, "ScaledObject"):
+        assert f"kubectl -n {NAMESPACE} get hpa,scaledobject -w" in text
+    if of_kind(objects, KIND):
+        assert f"kubectl -n {NAMESPACE} get cla -w" in text
+    if f"{RELEASE}-loadgen" in of_kind(objects, "Deployment"):
+        assert f"logs -f deploy/{RELEASE}-loadgen" in text
+    if f"{RELEASE}-jaeger" in of_kind(objects, "Service"):
+        assert f"port-forward svc/{RELEASE}-jaeger 16686:16686" in text
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_load_generator_only_in_the_kind_profiles(name: str) -> None:
+    assert (f"{RELEASE}-loadgen" in of_kind(load(name), "Deployment")) is (name in KIND_PROFILES)
+
+
+def test_load_generator_plays_against_the_api_service() -> None:
+    objects = load("kind")
+    deployments = of_kind(objects, "Deployment")
+    loadgen, api = deployments[f"{RELEASE}-loadgen"], deployments[f"{RELEASE}-payment-api"]
+    (container,) = loadgen["spec"]["template"]["spec"]["containers"]
+    (api_container,) = api["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == api_container["image"]  # ticketing-loadgen is in its image
+    assert container["command"] == ["ticketing-loadgen"]
+    assert "--stay" in container["args"]  # the Deployment would replay a finished run
+    assert "ports" not in container and "readinessProbe" not in container
+    env = env_of(loadgen)
+    assert int(env["LOADGEN_ROUNDS"]) == 0  # until stopped
+    service = of_kind(objects, "Service")[f"{RELEASE}-payment-api"]
+    (port,) = service["spec"]["ports"]
+    assert env["API_URL"] == f"http://{service['metadata']['name']}:{port['port']}"
+    selector = service["spec"]["selector"]
+    assert selector.items() <= api["spec"]["template"]["metadata"]["labels"].items()
+    assert env["DATABASE_URL"]["secretKeyRef"]["name"] == f"{RELEASE}-connections"  # type: ignore[index]
+
+
+def test_api_callers_pass_a_restricted_api_policy() -> None:
+    """With networkPolicy.apiFrom set, payment-api admits those peers, the `helm test` pod and
+    the components that need the API; external has no load generator, so only the first two."""
+    policy = of_kind(load("external"), "NetworkPolicy")[f"{RELEASE}-payment-api"]["spec"]
+    callers = [p.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name")
+               for rule in policy["ingress"] for p in rule.get("from", [])]  # fmt: skip
+    assert callers == [None, "test"]
+
+
+def test_images_by_name_and_per_image_tag() -> None:
+    """image.tags pins single images (charts/kind.sh: each by its id, so a rebuilt image rolls
+    out); the others keep image.tag."""
+    objects = load("external")
+    for name, container in containers(objects):
+        image = container["image"]
+        assert image.startswith("registry.example.com/ticketing/"), name
+        expected = "0.1.1" if image.split("/")[-1].startswith("payment-api:") else "0.1.0"
+        assert image.rsplit(":", 1)[1] == expected, name
+
+
+# The kind node's memory as charts/kind.sh and the README state it (MiB), and what Kubernetes
+# (control plane, CoreDNS, kindnet) and KEDA's three pods take of it.
+NODE_MEMORY = {"kind": 4096, "kind-keda": 6144, "kind-operator": 6144}
+KUBERNETES_MIB = 1024
+KEDA_MIB = 512
+
+
+@pytest.mark.parametrize("name", KIND_PROFILES)
+def test_kind_profiles_fit_the_stated_node(name: str) -> None:
+    """The memory requests of every pod, each consumer at its most replicas, fit the node."""
+    objects = load(name)
+    scaled = of_kind(objects, "ScaledObject").values()
+    most = {o["spec"]["scaleTargetRef"]["name"]: o["spec"]["maxReplicaCount"] for o in scaled}
+    for cla in of_kind(objects, KIND).values():
+        most[cla["spec"]["deployment"]] = cla["spec"]["maxReplicas"]
+    total = KUBERNETES_MIB + (KEDA_MIB if scaled else 0)
+    for deployment_name, deployment in of_kind(objects, "Deployment").items():
+        replicas = most.get(deployment_name, deployment["spec"].get("replicas", 1))
+        for container in deployment["spec"]["template"]["spec"]["containers"]:
+            total += replicas * mebibytes(container["resources"]["requests"]["memory"])
+    print(f"{name}: {total:.0f} MiB of {NODE_MEMORY[name]}")
+    assert total <= NODE_MEMORY[name]

@@ -1,8 +1,9 @@
 """`helm install`, `upgrade` and `uninstall` of the chart on the real control plane (`make k8s-up`).
 
-Every object of each ci/ profile must be accepted by a real kube-apiserver (KEDA's CRDs and
-ours applied first). Pods run on kwok's fake node, so `--wait` sees Deployments ready and
-the hook Jobs complete without images.
+Every object of each profile (charts/profiles.sh) must be accepted by a real kube-apiserver
+(KEDA's CRDs and ours applied first). Pods run on kwok's fake node, so `--wait` sees
+Deployments ready and the hook Jobs complete without images. Nothing provisions volumes there,
+so the profiles' infra persistence is off.
 """
 
 from __future__ import annotations
@@ -23,8 +24,18 @@ pytestmark = pytest.mark.k8s
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "ticketing"
-PROFILES = sorted(p.name.removesuffix("-values.yaml") for p in (CHART / "ci").glob("*-values.yaml"))
 RELEASE = "ticketing"
+
+
+def profiles(*args: str) -> list[str]:
+    """charts/profiles.sh: every profile, or one's values files."""
+    script = str(ROOT / "charts" / "profiles.sh")
+    return subprocess.run(
+        ["bash", script, *args], capture_output=True, text=True, check=True
+    ).stdout.split()
+
+
+PROFILES = sorted(profiles())
 
 
 class Helm:
@@ -73,8 +84,9 @@ def name(doc: dict[str, Any]) -> str:
 
 
 def install(helm: Helm, namespace: str, profile: str, *extra: str) -> None:
-    values = str(CHART / "ci" / f"{profile}-values.yaml")
-    helm("upgrade", "--install", RELEASE, str(CHART), "-n", namespace, "-f", values,
+    values = [arg for file in profiles(profile) for arg in ("-f", file)]
+    helm("upgrade", "--install", RELEASE, str(CHART), "-n", namespace, *values,
+         "--set", "infra.persistence.enabled=false",
          "--wait", "--wait-for-jobs", "--timeout", "4m", *extra)  # fmt: skip
 
 

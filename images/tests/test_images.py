@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
 import subprocess
 import time
@@ -16,6 +17,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 
@@ -49,6 +51,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PREFIX = os.environ.get("IMAGE_PREFIX", "localhost/ticketing")
 TAG = os.environ.get("IMAGE_TAG", "dev")
 LABEL = os.environ.get("IMAGES_TEST_LABEL", "ticketing-imgtest")
+# docker or podman, with this machine's flags (images/test.sh sets it).
+TOOL = shlex.split(os.environ.get("CONTAINER_COMMAND", "podman"))
 RUN = uuid.uuid4().hex[:8]
 SERVICES = sorted(p.parent.name for p in ROOT.glob("services/*/Dockerfile"))
 OPERATORS = sorted(p.parent.name for p in ROOT.glob("operators/*/Dockerfile"))
@@ -61,12 +65,10 @@ TEMPLATES: dict[str, Callable[[], Envelope]] = {
 }
 
 
-def podman(*args: str, timeout: float = 120) -> str:
-    done = subprocess.run(
-        ["podman", "--runtime", "runc", *args], capture_output=True, text=True, timeout=timeout
-    )
+def container_tool(*args: str, timeout: float = 120) -> str:
+    done = subprocess.run([*TOOL, *args], capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
-        raise AssertionError(f"podman {' '.join(args)}: {done.stderr.strip()}")
+        raise AssertionError(f"{TOOL[0]} {' '.join(args)}: {done.stderr.strip()}")
     return done.stdout.strip()
 
 
@@ -96,17 +98,17 @@ class Container:
     def __init__(self, service: str, env: dict[str, str], *args: str) -> None:
         flags = [f"--env={k}={v}" for k, v in env.items()]
         self.service = service
-        self.id = podman(
+        self.id = container_tool(
             "run", "-d", "--network=host", f"--label={LABEL}", *flags, image(service), *args
         )
 
     def state(self) -> dict[str, object]:
-        return dict(json.loads(podman("inspect", "--format={{json .State}}", self.id)))
+        return dict(json.loads(container_tool("inspect", "--format={{json .State}}", self.id)))
 
     def logs(self) -> str:
         """The last lines the service wrote, stdout and stderr."""
         done = subprocess.run(
-            ["podman", "logs", "--tail=40", self.id],
+            [*TOOL, "logs", "--tail=40", self.id],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -126,7 +128,7 @@ class Container:
 
     def stop(self) -> int:
         """SIGTERM, then the exit code (137 if it had to be killed after 30 s)."""
-        podman("stop", "--time=30", self.id, timeout=60)
+        container_tool("stop", "--time=30", self.id, timeout=60)
         return int(str(self.state()["ExitCode"]))
 
 
@@ -137,7 +139,7 @@ def running(service: str, env: dict[str, str], *args: str) -> Iterator[Container
         yield container
         assert container.stop() == 0, f"{service} did not exit cleanly on SIGTERM"
     finally:
-        podman("rm", "--force", container.id)
+        container_tool("rm", "--force", container.id)
 
 
 def needs_image(service: str) -> None:
@@ -199,7 +201,7 @@ def migrated(env: dict[str, str]) -> dict[str, str]:
     """The schema migrated by the payment-api image (its job or init container in Kubernetes)."""
     needs_image("payment-api")
     flags = [f"--env={k}={v}" for k, v in env.items()]
-    podman(
+    container_tool(
         "run",
         "--rm",
         "--network=host",
@@ -215,13 +217,15 @@ def migrated(env: dict[str, str]) -> dict[str, str]:
 @pytest.mark.parametrize("service", SERVICES + OPERATORS)
 def test_image_shape(service: str) -> None:
     """Non-root, exec-form entrypoint, no build tools or build-time settings left."""
-    config = json.loads(podman("image", "inspect", "--format={{json .Config}}", image(service)))
+    config = json.loads(
+        container_tool("image", "inspect", "--format={{json .Config}}", image(service))
+    )
     assert config["User"].split(":")[0] == "10001"
     assert config["Entrypoint"] == [service]
     names = {e.split("=", 1)[0] for e in config["Env"]}
     assert {"PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE"} <= names
     assert not names & {"PIP_CERT", "SSL_CERT_FILE"}
-    found = podman(
+    found = container_tool(
         "run", "--rm", "--entrypoint=sh", image(service), "-c", "command -v uv pip gcc cc || true"
     )
     assert found == "", f"build tools in the image: {found}"
@@ -230,7 +234,7 @@ def test_image_shape(service: str) -> None:
 @pytest.mark.parametrize("operator", OPERATORS)
 def test_operator_starts_its_command_line(operator: str) -> None:
     """The operator needs a Kubernetes API to run; here its entrypoint and imports load."""
-    assert "usage:" in podman("run", "--rm", image(operator), "run", "--help")
+    assert "usage:" in container_tool("run", "--rm", image(operator), "run", "--help")
 
 
 def test_payment_api_ready(migrated: dict[str, str]) -> None:
@@ -239,6 +243,25 @@ def test_payment_api_ready(migrated: dict[str, str]) -> None:
     with running("payment-api", api, "serve") as container:
         container.wait_http(f"http://127.0.0.1:{port}/readyz")
         assert http_get(f"http://127.0.0.1:{port}/v1/concerts")[0] == 200
+
+
+def test_load_generator_plays_a_round(migrated: dict[str, str]) -> None:
+    """The chart's loadgen component: `ticketing-loadgen` from the payment-api image seeds a
+    catalogue into the API's database and its fans pay through the API."""
+    port = free_port()
+    api = {**migrated, "API_HOST": "127.0.0.1", "API_PORT": str(port)}
+    with running("payment-api", api, "serve") as container:
+        container.wait_http(f"http://127.0.0.1:{port}/readyz")
+        output = container_tool(
+            "run", "--rm", "--network=host", f"--label={LABEL}",
+            *[f"--env={k}={v}" for k, v in migrated.items()],
+            "--entrypoint=ticketing-loadgen", image("payment-api"),
+            "--api", f"http://127.0.0.1:{port}", "--fans", "20", "--rate", "20",
+            "--seats", "2", "--patience", "3", "--rounds", "1",
+            timeout=180,
+        )  # fmt: skip
+    assert "round 1 done" in output, output
+    assert "errors 0;" in output, output
 
 
 @contextmanager
@@ -287,6 +310,15 @@ def received(platform: str, event_id: str) -> bool:
     return http_get(f"{platform}/payments/{event_id}")[0] == 200
 
 
+def fresh(template: Envelope) -> Envelope:
+    """A new event like the template with fresh ids, and a seat hold that has not ended yet
+    (the templates' holds end at their fixed date, and seatlock-consumer skips ended ones)."""
+    payload = Harness.ids()
+    if "hold_expires_at" in type(template.payload).model_fields:
+        payload["hold_expires_at"] = datetime.now(UTC) + timedelta(minutes=5)
+    return Harness.event(template, **payload)
+
+
 @pytest.mark.parametrize("service", sorted(set(SERVICES) - HTTP_SERVICES))
 def test_consumer_processes_an_event(
     service: str, migrated: dict[str, str], groups: list[ConsumerGroup]
@@ -318,7 +350,7 @@ def test_consumer_processes_an_event(
             effect = partial(received, platform)
         container = stack.enter_context(running(service, consumer, "run"))
         container.wait_http(f"http://127.0.0.1:{port}/readyz")
-        events = [Harness.event(TEMPLATES[t](), **Harness.ids()) for t in topics]
+        events = [fresh(TEMPLATES[t]()) for t in topics]
         EventProducer(bootstrap, client_id="imgtest").publish(events)
         ends = end_offsets(bootstrap, topics)
 

@@ -77,6 +77,10 @@ automountServiceAccountToken: {{ include "ticketing.apiToken" . }}
   value: {{ . | quote }}
 {{- end }}
 {{- end }}
+{{- if has "api" $needs }}
+- name: API_URL
+  value: {{ include "ticketing.apiUrl" $root | quote }}
+{{- end }}
 {{- if has "dataplatform" $needs }}
 - name: DATAPLATFORM_URL
   value: {{ include "ticketing.dataplatformUrl" $root | quote }}
@@ -119,6 +123,8 @@ spec:
     spec:
       serviceAccountName: {{ include "ticketing.fullname" . }}
       automountServiceAccountToken: {{ include "ticketing.apiToken" . }}
+      # The components find their peers through the chart's variables, not Service links.
+      enableServiceLinks: false
       terminationGracePeriodSeconds: {{ $c.terminationGracePeriodSeconds }}
       securityContext:
         {{- toYaml $c.podSecurityContext | nindent 8 }}
@@ -126,19 +132,26 @@ spec:
         - name: {{ .name }}
           image: {{ include "ticketing.image" . }}
           imagePullPolicy: {{ .root.Values.image.pullPolicy }}
+          {{- with $c.command }}
+          command:
+            {{- toYaml . | nindent 12 }}
+          {{- end }}
           {{- with include "ticketing.args" . | fromYamlArray }}
           args:
             {{- toYaml . | nindent 12 }}
           {{- end }}
+          {{- if $c.port }}
           ports:
             - name: http
               containerPort: {{ $c.port }}
               protocol: TCP
+          {{- end }}
           env:
             {{- include "ticketing.env" . | trim | nindent 12 }}
+          {{- with $c.probes }}
           livenessProbe:
             httpGet:
-              path: {{ $c.probes.liveness }}
+              path: {{ .liveness }}
               port: http
             initialDelaySeconds: 10
             periodSeconds: 10
@@ -146,11 +159,20 @@ spec:
             failureThreshold: 3
           readinessProbe:
             httpGet:
-              path: {{ $c.probes.readiness }}
+              path: {{ .readiness }}
               port: http
             periodSeconds: 5
             timeoutSeconds: 3
             failureThreshold: 3
+          {{- end }}
+          {{- if $c.preStopSleepSeconds }}
+          # Endpoints are removed while the pod stops: keep serving until the Service has
+          # stopped sending requests here, then SIGTERM.
+          lifecycle:
+            preStop:
+              exec:
+                command: [sleep, {{ $c.preStopSleepSeconds | quote }}]
+          {{- end }}
           resources:
             {{- toYaml $c.resources | nindent 12 }}
           securityContext:
@@ -233,6 +255,9 @@ spec:
     matchLabels:
       {{- include "ticketing.selectorLabels" . | nindent 6 }}
   policyTypes: [Ingress, Egress]
+  {{- if not $c.port }}
+  ingress: []
+  {{- else }}
   ingress:
     # Probes.
     - ports:
@@ -250,6 +275,13 @@ spec:
       {{- if $np.apiFrom }}
       from:
         {{- toYaml $np.apiFrom | nindent 8 }}
+        {{- range $caller, $other := include "ticketing.components" $root | fromYaml }}
+        {{- if has "api" ($other.needs | default list) }}
+        - podSelector:
+            matchLabels:
+              {{- include "ticketing.selectorLabels" (dict "root" $root "name" $caller) | nindent 14 }}
+        {{- end }}
+        {{- end }}
         - podSelector:
             matchLabels:
               {{- include "ticketing.selectorLabels" (dict "root" $root "name" "test") | nindent 14 }}
@@ -266,6 +298,7 @@ spec:
               {{- include "ticketing.selectorLabels" (dict "root" $root "name" .) | nindent 14 }}
         {{- end }}
     {{- end }}
+  {{- end }}
   egress:
     - ports:
         - port: 53
@@ -287,6 +320,14 @@ spec:
         - podSelector:
             matchLabels:
               {{- include "ticketing.selectorLabels" (dict "root" $root "name" $pod.name) | nindent 14 }}
+    {{- else if eq $need "api" }}
+    - ports:
+        - port: {{ (get (include "ticketing.components" $root | fromYaml) "payment-api").port }}
+          protocol: TCP
+      to:
+        - podSelector:
+            matchLabels:
+              {{- include "ticketing.selectorLabels" (dict "root" $root "name" "payment-api") | nindent 14 }}
     {{- else if and (eq $need "dataplatform") (not $root.Values.dataplatform.url) }}
     {{- $stub := get (include "ticketing.components" $root | fromYaml) "dataplatform-stub" }}
     - ports:

@@ -58,11 +58,16 @@ operator is one of them only while a consumer has autoscaling.mode operator.
 {{- toYaml $out -}}
 {{- end }}
 
+{{/* The in-cluster broker's name, from any namespace (KEDA's operator runs in its own). */}}
+{{- define "ticketing.kafkaHost" -}}
+{{- printf "%s-kafka.%s.svc.%s" .Release.Name .Release.Namespace .Values.clusterDomain -}}
+{{- end }}
+
 {{- define "ticketing.kafkaBootstrap" -}}
 {{- if .Values.kafka.bootstrapServers -}}
 {{- .Values.kafka.bootstrapServers -}}
 {{- else if .Values.infra.enabled -}}
-{{- printf "%s-kafka:9092" .Release.Name -}}
+{{- printf "%s:9092" (include "ticketing.kafkaHost" .) -}}
 {{- else -}}
 {{- fail "kafka.bootstrapServers is required unless infra.enabled" -}}
 {{- end -}}
@@ -76,6 +81,15 @@ operator is one of them only while a consumer has autoscaling.mode operator.
 {{- else -}}
 {{- fail "otel.endpoint is required unless infra.enabled" -}}
 {{- end -}}
+{{- end }}
+
+{{/* payment-api's Service, for the components that need `api`. */}}
+{{- define "ticketing.apiUrl" -}}
+{{- $api := get (include "ticketing.components" . | fromYaml) "payment-api" -}}
+{{- if not $api -}}
+{{- fail "a component that needs api needs components.payment-api.enabled" -}}
+{{- end -}}
+{{- printf "http://%s-payment-api:%v" .Release.Name $api.port -}}
 {{- end }}
 
 {{- define "ticketing.dataplatformUrl" -}}
@@ -99,13 +113,20 @@ operator is one of them only while a consumer has autoscaling.mode operator.
 {{- .Values.secrets.existingSecret | default (printf "%s-connections-hooks" .Release.Name) -}}
 {{- end }}
 
+{{/* <registry>/<image>:<tag>. Context: root, name, and c (a component's settings) or image. */}}
 {{- define "ticketing.image" -}}
-{{- printf "%s/%s:%s" .root.Values.image.registry .name .root.Values.image.tag -}}
+{{- $image := .image | default (.c | default dict).image | default .name -}}
+{{- $i := .root.Values.image -}}
+{{- printf "%s/%s:%s" $i.registry $image (get ($i.tags | default dict) $image | default $i.tag) -}}
 {{- end }}
 
-{{/* Hook phases of the Jobs: after the first install when the release brings the infra. */}}
+{{/*
+Hook phases of the Jobs. With infra.enabled, after install and upgrade: the release brings the
+broker and the database, and an upgrade may replace their pods (on emptyDir, empty ones), so
+the topics and the schema are made once the new ones run.
+*/}}
 {{- define "ticketing.jobHook" -}}
-{{- if .Values.infra.enabled -}}post-install,pre-upgrade{{- else -}}pre-install,pre-upgrade{{- end -}}
+{{- if .Values.infra.enabled -}}post-install,post-upgrade{{- else -}}pre-install,pre-upgrade{{- end -}}
 {{- end }}
 
 {{- define "ticketing.secretEnv" -}}

@@ -1,11 +1,31 @@
 {{/*
-One in-cluster dependency (infra.enabled): Deployment (Recreate, emptyDir data) and Service.
-Context: root, name, image, resources, uid, ports (name -> port), probePort, plus optional
-args, command, env, volumes (name -> mountPath), configMap (mounted at /etc/ticketing/<name>),
-readinessExec.
+One in-cluster dependency (infra.enabled): Deployment (Recreate), Service, and with
+infra.persistence.enabled a PersistentVolumeClaim for the `data` volume when `storage` is given
+(other volumes are emptyDirs). Context: root, name, image, resources, uid, ports (name -> port),
+probePort, plus optional args, command, env, volumes (name -> mountPath), storage, configMap
+(mounted at /etc/ticketing/<name>), readinessExec.
 */}}
 {{- define "ticketing.infra" }}
 {{- $root := .root }}
+{{- $persistence := $root.Values.infra.persistence }}
+{{- $claim := and $persistence.enabled .storage }}
+{{- if $claim }}
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: {{ include "ticketing.fullname" . }}
+  labels:
+    {{- include "ticketing.labels" . | nindent 4 }}
+spec:
+  accessModes: [ReadWriteOnce]
+  {{- with $persistence.storageClassName }}
+  storageClassName: {{ . }}
+  {{- end }}
+  resources:
+    requests:
+      storage: {{ .storage }}
+---
+{{- end }}
 apiVersion: v1
 kind: Service
 metadata:
@@ -39,10 +59,13 @@ spec:
       {{- include "ticketing.selectorLabels" . | nindent 6 }}
   template:
     metadata:
+      # No chart or app version: a chart upgrade alone does not restart the broker or database.
       labels:
-        {{- include "ticketing.labels" . | nindent 8 }}
+        {{- include "ticketing.selectorLabels" . | nindent 8 }}
+        app.kubernetes.io/part-of: ticketing
     spec:
       automountServiceAccountToken: false
+      enableServiceLinks: false
       securityContext:
         runAsNonRoot: true
         runAsUser: {{ .uid }}
@@ -114,7 +137,12 @@ spec:
           emptyDir: {}
         {{- range $name, $path := .volumes }}
         - name: {{ $name }}
+          {{- if and $claim (eq $name "data") }}
+          persistentVolumeClaim:
+            claimName: {{ include "ticketing.fullname" $ }}
+          {{- else }}
           emptyDir: {}
+          {{- end }}
         {{- end }}
         {{- if .configMap }}
         - name: config
