@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from lag_autoscaler.decision import lag_by_topic, partition_lag
 from lag_autoscaler.kafka_lag import KafkaLagReader, LagUnavailable
 from lag_autoscaler.spec import OffsetResetPolicy
-from ticketing_events.testing import start_group_at_end
+from ticketing_events.testing import KafkaServer, start_group_at_end
+from ticketing_events.topics import ensure_topics
 
 from .conftest import Topics
 
@@ -73,3 +77,36 @@ def test_unreachable_broker() -> None:
     reader = KafkaLagReader("127.0.0.1:1", timeout_s=1.0)
     with pytest.raises(LagUnavailable):
         reader.read("g", ["t"])
+
+
+# The first group request to a fresh broker answers NOT_COORDINATOR while it creates the
+# offsets topic. In a process of its own: librdkafka's admin client crashed on that answer.
+READ_ON_FRESH_BROKER = """
+import sys, time
+from lag_autoscaler.kafka_lag import KafkaLagReader, LagUnavailable
+reader = KafkaLagReader(sys.argv[1], timeout_s=10.0)
+for attempt in range(60):  # as the operator's polls do, while the broker settles
+    try:
+        print(sum(p.high_watermark for p in reader.read("fresh-group", [sys.argv[2]])))
+        break
+    except LagUnavailable as exc:
+        print("unavailable:", exc, file=sys.stderr)
+        time.sleep(0.5)
+"""
+
+
+def test_the_lag_of_a_group_on_a_fresh_broker_is_read_without_crashing(tmp_path) -> None:
+    server = KafkaServer(tmp_path / "kafka")
+    server.start()
+    try:
+        ensure_topics(server.bootstrap, ["payment.success"])
+        run = subprocess.run(
+            [sys.executable, "-c", READ_ON_FRESH_BROKER, server.bootstrap, "payment.success"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        server.stop()
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split() == ["0"], run.stderr[-2000:]
