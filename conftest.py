@@ -85,6 +85,20 @@ def harness(kafka_bootstrap: str, redis_url: str) -> Iterator[Harness]:
 
 
 @pytest.fixture
+def small_topic(kafka_bootstrap: str) -> Iterator[str]:
+    """A topic of this test alone whose broker refuses messages over 1000 bytes."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    name = f"test-small-{uuid.uuid4().hex[:10]}"
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    topic = NewTopic(name, num_partitions=1, replication_factor=1)
+    topic.config = {"max.message.bytes": "1000"}
+    admin.create_topics([topic])[name].result(30)
+    yield name
+    admin.delete_topics([name])[name].result(30)
+
+
+@pytest.fixture
 def private_redis() -> Iterator[RedisServer]:
     """A redis-server of the test's own, which it may stop and start (outage tests)."""
     server = RedisServer()

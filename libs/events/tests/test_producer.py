@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from confluent_kafka import KafkaException, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
 from ticketing_events.producer import DeliveryError, EventProducer, OutgoingMessage, is_fatal
 from ticketing_events.testing import read_from
 
@@ -17,18 +15,6 @@ pytestmark = pytest.mark.kafka
 # With the gap-less guarantee on, a batch the broker rejects is fatal to an idempotent producer:
 # a real way to reach the state other fatal errors (e.g. a sequence the broker lost) leave it in.
 GAPLESS = {"enable.gapless.guarantee": True}
-
-
-@pytest.fixture
-def small_topic(kafka_bootstrap: str) -> Iterator[str]:
-    """A topic of this test whose broker rejects messages over 1000 bytes."""
-    name = f"test-small-{uuid.uuid4().hex[:10]}"
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
-    topic = NewTopic(name, num_partitions=1, replication_factor=1)
-    topic.config = {"max.message.bytes": "1000"}
-    admin.create_topics([topic])[name].result(30)
-    yield name
-    admin.delete_topics([name])[name].result(30)
 
 
 def message(topic: str, size: int) -> OutgoingMessage:

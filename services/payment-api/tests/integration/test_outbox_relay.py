@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import os
 import threading
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from confluent_kafka.admin import AdminClient, NewTopic
 from opentelemetry import trace
 from payment_api.adapters.database import create_db_engine
 from payment_api.adapters.outbox import OutboxStore
@@ -138,18 +136,6 @@ def test_concurrent_relays_never_claim_the_same_row(private_settings):
     everything = [i for ids in claimed for i in ids]
     assert len(everything) == len(set(everything)) == len(written)
     engine.dispose()
-
-
-@pytest.fixture
-def small_topic(kafka_bootstrap):
-    """A topic of this test whose broker rejects messages over 1000 bytes."""
-    name = f"test-small-{uuid.uuid4().hex[:10]}"
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
-    topic = NewTopic(name, num_partitions=1, replication_factor=1)
-    topic.config = {"max.message.bytes": "1000"}
-    admin.create_topics([topic])[name].result(30)
-    yield name
-    admin.delete_topics([name])[name].result(30)
 
 
 @pytest.mark.kafka
