@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -167,17 +166,15 @@ def test_a_platform_failing_for_a_while_opens_the_breaker_pauses_and_loses_nothi
     ) as runtime:
         publish(harness, *events)
         harness.wait_until(lambda: runtime.stats.retries >= 3, what="pauses for the outage")
-        started, before = time.monotonic(), stub.received()["requests"]
-        time.sleep(2)  # a while to watch, not to wait for something
+        before, rounds = stub.received()["requests"], runtime.stats.retries
+        harness.wait_until(lambda: runtime.stats.retries >= rounds + 10, what="10 paused rounds")
         during = stub.received()["requests"] - before
-        watched = time.monotonic() - started
         stub.knobs(**{failure: 0})
         harness.wait_until(lambda: ours <= set(stub.keys()), what="every payment, once back")
         harness.wait_consumed(group, [SUCCESS])
-    # Open, the breaker lets one probe through per reset time, instead of 40 events' retries:
-    # the platform is not hammered while it is down, however long we watched.
-    probes = watched / reset_s + 1
-    assert during <= probes, f"{during} requests in {watched:.1f} s while the platform was down"
+    # Open, the breaker lets a probe through now and then instead of every event's retries:
+    # 10 rounds of 40 paused events sent fewer requests than there are events.
+    assert during < len(events), f"{during} requests in 10 paused rounds"
     # (other suites publish poison on the topic: only the platform's reasons count here)
     assert not {"rejected", "retries_exhausted"} & set(runtime.stats.by_reason)
     assert stub.received()["errors" if failure == "error_rate" else "hung"] > 0
