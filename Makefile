@@ -9,6 +9,7 @@ DEMO_ARGS ?=
 
 .PHONY: help demo up down logs install infra-install infra-up infra-down infra-status topics test test-unit lint bench-consumer bench-consumers bench-api bench-stub bench-headline images images-test
 .PHONY: chart-check chart-golden kind-up kind-down k8s-build k8s-up k8s-down
+.PHONY: cluster-build cluster-up cluster-down
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -95,3 +96,12 @@ kind-up: images ## kind cluster, the whole system and its load (PROFILE=kind|kin
 
 kind-down: ## delete the kind (or minikube) cluster of `make kind-up`
 	bash charts/kind.sh down
+
+cluster-build: k8s-build ## build kubelet, kube-proxy, kubectl, CoreDNS and the pause image for the real node (cached)
+	bash infra/node/build.sh
+
+cluster-up: cluster-build ## a real single-node Kubernetes here: control plane + containerd, kubelet, kube-proxy, CoreDNS (kubeconfig: .infra/node/kubeconfig)
+	bash infra/node/node.sh up
+
+cluster-down: ## stop the node of `make cluster-up` and remove its Pods, mounts, cgroups, bridge, nft tables and route
+	bash infra/node/node.sh down
