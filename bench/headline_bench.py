@@ -42,6 +42,7 @@ import httpx
 import sqlalchemy
 from api_bench import (
     PRICE,
+    Credentials,
     Server,
     activate_tokens,
     free_port,
@@ -116,7 +117,7 @@ class Bench:
         self.engine = engine
         self.args = args
 
-    async def prepare(self, url: str, count: int, label: str) -> list[tuple[str, int]]:
+    async def prepare(self, url: str, count: int, label: str) -> list[tuple[Credentials, int]]:
         """``count`` fans with an active token and a held reservation each; events out."""
         with self.engine.begin() as conn:
             users = add_users(conn, count, points=10**12, name=f"headline-{label}")
@@ -137,7 +138,9 @@ class Bench:
         await asyncio.to_thread(wait_published, self.engine)
         return pairs
 
-    async def load(self, url: str, mode: str, pairs: list[tuple[str, int]], rate: float) -> Phase:
+    async def load(
+        self, url: str, mode: str, pairs: list[tuple[Credentials, int]], rate: float
+    ) -> Phase:
         results = await rush(url, pairs, rate, self.args.in_flight)
         return summarize(mode, rate, results)
 

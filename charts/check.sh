@@ -96,4 +96,7 @@ refuse "the chart sets them" operator \
 refuse "the operator does not implement it" operator \
   --set components.ranking-consumer.autoscaling.keda.excludePersistentLag=true
 refuse "needs components.payment-api.enabled" kind --set components.payment-api.enabled=false
+refuse "auth needs a key source" default --set auth.jwksUrl=
+refuse "auth.jwtSecret empty" external --set auth.jwtSecret=not-in-values
+refuse "mints its users' tokens" kind --set auth.jwtSecret= --set auth.jwksUrl=https://idp.example/jwks
 say "bad values refused"

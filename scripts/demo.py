@@ -46,6 +46,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient, OffsetSpec
+from payment_api.auth import dev_auth_env, mint_dev_token
 from rich import box
 from rich.console import Console, Group
 from rich.live import Live
@@ -242,10 +243,12 @@ class Rush:
         self.stats = stats
         self.gate = asyncio.Semaphore(args.concurrency)
         self.schedules: dict[int, Schedule] = {}
+        self.users: list[int] = []
         self.by_concert: dict[int, list[Schedule]] = {}
         # How fast payment-api's activator lets fans in (its settings and their defaults).
         batch = float(env.get("QUEUE_ACTIVATE_BATCH", "100"))
         self.activation_per_s = batch / float(env.get("QUEUE_ACTIVATE_INTERVAL_S", "1.0"))
+        self.jwt_secret = dev_auth_env(env)["AUTH_JWT_SECRET"]  # the stack's (scripts/stack.py)
 
     async def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         async with self.gate:
@@ -279,6 +282,7 @@ class Rush:
 
     async def run(self, users: list[int]) -> None:
         """Fan i arrives at i / rate seconds, whatever the earlier ones are doing."""
+        self.users = users
 
         async def keep_seat_maps_fresh() -> None:
             while True:
@@ -310,19 +314,23 @@ class Rush:
             self.stats.done += 1
 
     async def _fan(self, user_id: int) -> None:
-        r = await self.call("POST", "/v1/queue/tokens", json={"user_id": user_id})
+        # The fan signs in (a development JWT of the stack's key), then takes a queue token,
+        # which is bound to them and travels in its own header.
+        me = {"Authorization": f"Bearer {mint_dev_token(user_id, secret=self.jwt_secret)}"}
+        r = await self.call("POST", "/v1/queue/tokens", headers=me)
         if r.status_code != 201:
             self.stats.errors[f"queue token {r.status_code}"] += 1
             return
         token, position = r.json()["token"], r.json()["position"]
-        auth = {"Authorization": f"Bearer {token}"}
+        state = f"/v1/queue/tokens/{r.json()['token_id']}"
+        auth = {**me, "X-Queue-Token": token}
         self.stats.waiting += 1
         try:
             while True:
                 # Come back about when the queue should reach us, as a queue page would.
                 wait = min(5.0, max(0.5, position / self.activation_per_s))
                 await asyncio.sleep(wait * random.uniform(0.8, 1.2))
-                r = await self.call("GET", f"/v1/queue/tokens/{token}")
+                r = await self.call("GET", state, headers=me)
                 if r.status_code != 200:
                     self.stats.errors[f"queue state {r.status_code}"] += 1
                     return
@@ -376,6 +384,10 @@ class Rush:
                     if r.status_code == 201:
                         self.stats.reserved += 1
                         return r.json()
+                    if r.status_code == 429:  # the fan's write limit: wait it out
+                        schedule.available.add(seat)
+                        await asyncio.sleep(float(r.headers.get("retry-after", "1")))
+                        continue
                     if r.status_code != 409:
                         self.stats.errors[f"reservation {r.status_code}"] += 1
                         return None
@@ -508,6 +520,62 @@ def spans_by_service(
         time.sleep(1)
 
 
+# The answers the API gave to these attempts before it verified who the caller is (any
+# caller could name any user): recorded on the code of 2026-12-03, before authentication.
+IMPERSONATION_BEFORE = {
+    "charge fan B's points, no credential": "200 charged",
+    "charge fan B's points as fan A": "200 charged",
+    "read fan B's points as fan A": "200 balance",
+    "queue token for fan B, as fan A": "201 token for B",
+    "reserve with fan B's queue token, as fan A": "201 reserved as B",
+}
+
+
+def impersonation_attempts(api_url: str, a: int, b: int, secret: str) -> dict[str, str]:
+    """Fan A tries to act as fan B; each answer as 'status slug'. Nothing is written."""
+    me = {"Authorization": f"Bearer {mint_dev_token(a, secret=secret)}"}
+    b_jwt = {"Authorization": f"Bearer {mint_dev_token(b, secret=secret)}"}
+
+    def answer(r: httpx.Response) -> str:
+        slug = r.json().get("type", "").rsplit(":", 1)[-1] if r.status_code >= 400 else "ok"
+        return f"{r.status_code} {slug}"
+
+    with httpx.Client(base_url=api_url, timeout=10) as http:
+        found = {
+            "charge fan B's points, no credential": http.post(
+                f"/v1/users/{b}/points/charge", json={"amount": 1}
+            ),
+            "charge fan B's points as fan A": http.post(
+                f"/v1/users/{b}/points/charge", json={"amount": 1}, headers=me
+            ),
+            "read fan B's points as fan A": http.get(f"/v1/users/{b}/points", headers=me),
+            "queue token for fan B, as fan A": http.post(
+                "/v1/queue/tokens", json={"user_id": b}, headers=me
+            ),
+        }
+        b_token = http.post("/v1/queue/tokens", headers=b_jwt).json().get("token", "none")
+        found["reserve with fan B's queue token, as fan A"] = http.post(
+            "/v1/reservations", json={"seat_id": 1}, headers={**me, "X-Queue-Token": b_token}
+        )
+    return {what: answer(r) for what, r in found.items()}
+
+
+def impersonation_table(api_url: str, users: list[int], secret: str) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, title="fan A acting as fan B", title_justify="left")
+    for column in ("attempt", "before authentication", "now"):
+        table.add_column(column)
+    if len(users) < 2:
+        return table
+    try:
+        now = impersonation_attempts(api_url, users[0], users[1], secret)
+    except httpx.HTTPError as exc:
+        now = dict.fromkeys(IMPERSONATION_BEFORE, f"error: {exc}")
+    for what, before in IMPERSONATION_BEFORE.items():
+        refused = not now[what].startswith("2")
+        table.add_row(what, f"[red]{before}[/]", f"[{'green' if refused else 'red'}]{now[what]}[/]")
+    return table
+
+
 def summary(
     console: Console,
     args: argparse.Namespace,
@@ -573,6 +641,9 @@ def summary(
         )
     if not drained:
         console.print(f"[yellow]the lag did not drain within {args.drain_timeout:.0f} s")
+    console.print(
+        impersonation_table(stack.api_url, rush.users, dev_auth_env(stack.env)["AUTH_JWT_SECRET"])
+    )
 
     ranking = Table(box=box.SIMPLE_HEAD, title="sold-out ranking", title_justify="left")
     for column in ("date", "rank", "concert", "schedule", "sold out in"):

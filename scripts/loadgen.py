@@ -3,7 +3,9 @@
 
 Each round seeds concerts, schedules, seats and fans into payment-api's database
 (``payment_api.seed``, reading DATABASE_URL and DATABASE_SCHEMA as payment-api does), then
-plays a rush against the API: fans arrive open-loop at ``--rate`` per second, take a queue
+plays a rush against the API: fans arrive open-loop at ``--rate`` per second, sign in with
+a development JWT (``payment_api.auth.mint_dev_token``: AUTH_JWT_SECRET, AUTH_JWT_ISSUER and
+AUTH_JWT_AUDIENCE, the variables payment-api reads, else the development defaults), take a queue
 token, wait until the queue lets them in, reserve a seat of the concert they want (the first
 concert is the most wanted) and pay. ``--poor-share`` of them have too few points, so
 ``payment.failed`` flows as well as ``payment.success`` and ``reservation.created``. Rounds
@@ -39,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from payment_api.adapters.database import create_db_engine
+from payment_api.auth import mint_dev_token
 from payment_api.config import Settings
 from payment_api.seed import seed
 from sqlalchemy import Engine
@@ -89,7 +92,7 @@ class Api:
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
-    def _send(self, method: str, path: str, body: Any, token: str | None) -> Answer:
+    def _send(self, method: str, path: str, body: Any, auth: Pass | None) -> Answer:
         conn: http.client.HTTPConnection | None = getattr(self.local, "conn", None)
         if conn is None or time.monotonic() - self.local.used > IDLE_CONNECTION_S:
             if conn is not None:
@@ -102,8 +105,8 @@ class Api:
         if body is not None:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
+        if auth is not None:
+            headers.update(auth.headers())
         try:
             conn.request(method, path, body=data, headers=headers)
             response = conn.getresponse()
@@ -116,10 +119,10 @@ class Api:
         return Answer(response.status, json.loads(raw) if raw else None)
 
     async def call(
-        self, method: str, path: str, body: Any = None, token: str | None = None
+        self, method: str, path: str, body: Any = None, auth: Pass | None = None
     ) -> Answer:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.pool, self._send, method, path, body, token)
+        return await loop.run_in_executor(self.pool, self._send, method, path, body, auth)
 
     async def ready(self) -> bool:
         try:
@@ -127,11 +130,11 @@ class Api:
         except HTTP_ERRORS:
             return False
 
-    async def issue_token(self, user_id: int) -> Answer:
-        return await self.call("POST", "/v1/queue/tokens", {"user_id": user_id})
+    async def issue_token(self, fan: Pass) -> Answer:
+        return await self.call("POST", "/v1/queue/tokens", None, fan)
 
-    async def token_state(self, token: str) -> Answer:
-        return await self.call("GET", f"/v1/queue/tokens/{token}")
+    async def token_state(self, fan: Pass, token_id: str) -> Answer:
+        return await self.call("GET", f"/v1/queue/tokens/{token_id}", None, fan)
 
     async def schedules(self, concert_id: int) -> Answer:
         return await self.call("GET", f"/v1/concerts/{concert_id}/schedules")
@@ -139,11 +142,31 @@ class Api:
     async def seats(self, schedule_id: int) -> Answer:
         return await self.call("GET", f"/v1/schedules/{schedule_id}/seats")
 
-    async def reserve(self, seat_id: int, token: str) -> Answer:
-        return await self.call("POST", "/v1/reservations", {"seat_id": seat_id}, token)
+    async def reserve(self, seat_id: int, fan: Pass) -> Answer:
+        return await self.call("POST", "/v1/reservations", {"seat_id": seat_id}, fan)
 
-    async def pay(self, reservation_id: int, token: str) -> Answer:
-        return await self.call("POST", "/v1/payments", {"reservation_id": reservation_id}, token)
+    async def pay(self, reservation_id: int, fan: Pass) -> Answer:
+        return await self.call("POST", "/v1/payments", {"reservation_id": reservation_id}, fan)
+
+
+@dataclass
+class Pass:
+    """A fan's credentials: a development JWT (AUTH_JWT_SECRET, as payment-api's) and, once
+    issued, the queue token bound to them."""
+
+    user_id: int
+    jwt: str
+    queue_token: str | None = None
+
+    @classmethod
+    def of(cls, user_id: int) -> Pass:
+        return cls(user_id, mint_dev_token(user_id, ttl_s=3600))
+
+    def headers(self) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {self.jwt}"}
+        if self.queue_token is not None:
+            headers["X-Queue-Token"] = self.queue_token
+        return headers
 
 
 # -- one round -----------------------------------------------------------------------------
@@ -257,12 +280,12 @@ class Rush:
 
     async def fan(self, user_id: int) -> None:
         try:
-            token = await self.admitted(user_id)
-            reservation = await self.reserve(token)
+            fan = await self.admitted(user_id)
+            reservation = await self.reserve(fan)
             if reservation is None:
                 self.tally.no_seat += 1
                 return
-            await self.pay(reservation, token)
+            await self.pay(reservation, fan)
         except Unexpected as exc:
             self.tally.errors[str(exc)] += 1
         except HTTP_ERRORS as exc:
@@ -270,27 +293,30 @@ class Rush:
         finally:
             self.tally.done += 1
 
-    async def admitted(self, user_id: int) -> str:
-        """A queue token, once the queue has let the fan in."""
-        answer = await self.api.issue_token(user_id)
+    async def admitted(self, user_id: int) -> Pass:
+        """The fan signed in with a queue token, once the queue has let them in."""
+        fan = Pass.of(user_id)
+        answer = await self.api.issue_token(fan)
         if answer.status != 201:
             raise Unexpected(f"queue token {answer.status}")
         token, position = answer.body["token"], answer.body["position"]
+        token_id = answer.body["token_id"]
         self.tally.waiting += 1
         try:
             while True:
                 wait = min(5.0, max(0.5, position / ADMITTED_PER_S))
                 await asyncio.sleep(wait * random.uniform(0.8, 1.2))
-                answer = await self.api.token_state(token)
+                answer = await self.api.token_state(fan, token_id)
                 if answer.status != 200:
                     raise Unexpected(f"queue state {answer.status}")
                 if answer.body["status"] == "active":
-                    return str(token)
+                    fan.queue_token = str(token)
+                    return fan
                 position = answer.body["position"] or 0
         finally:
             self.tally.waiting -= 1
 
-    async def reserve(self, token: str) -> int | None:
+    async def reserve(self, fan: Pass) -> int | None:
         """A seat of the fan's concert on any of its dates; a reservation id, or None when they
         are sold out or ``--patience`` runs out (held seats may still be freed)."""
         concerts = list(self.by_concert)
@@ -307,16 +333,20 @@ class Rush:
                 continue
             schedule, seat = random.choice(seats)
             self.available[schedule].discard(seat)
-            answer = await self.api.reserve(seat, token)
+            answer = await self.api.reserve(seat, fan)
             if answer.status == 201:
                 return int(answer.body["reservation_id"])
+            if answer.status == 429:  # the fan's per-user write limit: wait it out
+                self.available[schedule].add(seat)
+                await asyncio.sleep(float(answer.body.get("retry_after_s", 1)))
+                continue
             if answer.status != 409:  # taken meanwhile: try another
                 raise Unexpected(f"reservation {answer.status}")
         return None
 
-    async def pay(self, reservation_id: int, token: str) -> None:
+    async def pay(self, reservation_id: int, fan: Pass) -> None:
         sent = time.perf_counter()
-        answer = await self.api.pay(reservation_id, token)
+        answer = await self.api.pay(reservation_id, fan)
         self.tally.payment_ms.append((time.perf_counter() - sent) * 1000)
         if answer.status == 201:
             self.tally.paid += 1

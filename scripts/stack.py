@@ -150,8 +150,13 @@ class Stack:
         return {"DATABASE_URL": self.env["DATABASE_URL"], "DATABASE_SCHEMA": self.schema}
 
     def common_env(self) -> dict[str, str]:
+        # payment-api verifies JWTs with the development key (AUTH_JWT_SECRET, else the
+        # documented development default) that mint_dev_token uses in this environment too.
+        from payment_api.auth import dev_auth_env
+
         return {
             **self.env,
+            **dev_auth_env(self.env),
             **self.database_env(),
             "REDIS_KEY_PREFIX": self.redis_prefix,
             "DATAPLATFORM_URL": f"{self.stub_url}/payments",

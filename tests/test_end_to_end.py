@@ -12,6 +12,7 @@ import httpx
 import pytest
 import redis
 from jaeger import Trace, fetch_trace
+from payment_api.auth import dev_auth_env, mint_dev_token
 from payment_api.domain.model import token_id
 from payment_api.seed import add_schedule, add_users
 from sqlalchemy import text
@@ -48,28 +49,33 @@ class Fans:
             )
             self.user_ids = [add_users(conn, 1, points=p, name="e2e")[0] for p in points]
         engine.dispose()
-        self.tokens = [self._active_token(u) for u in self.user_ids]
+        # each fan signs in with a development JWT of the stack's key (scripts/stack.py)
+        secret = dev_auth_env(stack.env)["AUTH_JWT_SECRET"]
+        self.jwts = [
+            {"Authorization": f"Bearer {mint_dev_token(u, secret=secret)}"} for u in self.user_ids
+        ]
+        self.tokens = [self._active_token(fan) for fan in range(len(self.user_ids))]
 
-    def _active_token(self, user_id: int) -> str:
-        token = self.http.post("/v1/queue/tokens", json={"user_id": user_id}).json()["token"]
+    def _active_token(self, fan: int) -> str:
+        issued = self.http.post("/v1/queue/tokens", headers=self.jwts[fan]).json()
+        state = f"/v1/queue/tokens/{issued['token_id']}"
         deadline = time.monotonic() + 30
-        while self.http.get(f"/v1/queue/tokens/{token}").json()["status"] != "active":
+        while self.http.get(state, headers=self.jwts[fan]).json()["status"] != "active":
             assert time.monotonic() < deadline, "token never became active"
             time.sleep(0.1)
-        return token
+        return str(issued["token"])
+
+    def auth(self, fan: int) -> dict[str, str]:
+        return {**self.jwts[fan], "X-Queue-Token": self.tokens[fan]}
 
     def reserve(self, fan: int, seat: int) -> httpx.Response:
         return self.http.post(
-            "/v1/reservations",
-            json={"seat_id": self.seat_ids[seat]},
-            headers={"Authorization": f"Bearer {self.tokens[fan]}"},
+            "/v1/reservations", json={"seat_id": self.seat_ids[seat]}, headers=self.auth(fan)
         )
 
     def pay(self, fan: int, reservation_id: int) -> httpx.Response:
         return self.http.post(
-            "/v1/payments",
-            json={"reservation_id": reservation_id},
-            headers={"Authorization": f"Bearer {self.tokens[fan]}"},
+            "/v1/payments", json={"reservation_id": reservation_id}, headers=self.auth(fan)
         )
 
 

@@ -25,14 +25,16 @@ KIND_PROFILES = ("kind", "kind-keda", "kind-operator")
 RELEASE = "ticketing"
 NAMESPACE = "ticketing"
 # The objects of each profile; a change here is a change of the chart's footprint.
+# (+2 NetworkPolicies of the topics and migrate Jobs; +3 with the operator's release Job; +4
+# of the in-cluster infra)
 OBJECT_COUNTS = {
-    "default": 35,
-    "kind": 50,
-    "kind-keda": 55,
-    "kind-operator": 63,
-    "hpa": 40,
-    "external": 28,
-    "operator": 45,
+    "default": 37,
+    "kind": 56,
+    "kind-keda": 61,
+    "kind-operator": 70,
+    "hpa": 42,
+    "external": 30,
+    "operator": 48,
 }
 OPERATOR = f"{RELEASE}-lag-autoscaler"
 # The consumers that each profile puts in mode operator.
@@ -212,7 +214,9 @@ def test_network_policies_allow_only_what_each_needs() -> None:
         for n, d in of_kind(objects, "Deployment").items()
         if d["metadata"]["labels"]["app.kubernetes.io/name"] not in INFRA
     }
-    assert set(policies) == set(deployments)
+    jobs = of_kind(objects, "Job")
+    infra = {f"{RELEASE}-{name}" for name in INFRA}
+    assert set(policies) == set(deployments) | set(jobs) | infra
 
     def egress_ports(name: str) -> set[int]:
         return {p["port"] for rule in policies[name]["spec"]["egress"] for p in rule["ports"]}
@@ -232,6 +236,108 @@ def test_network_policies_allow_only_what_each_needs() -> None:
         for peer in rule.get("from", [])
     ]
     assert callers == ["dataplatform-consumer"]
+    # no rule without `from` (which admits every pod): the stand-in's /admin/* stays closed
+    assert all(rule.get("from") for rule in stub_rules)
+
+
+def test_no_port_open_to_every_pod(profile: tuple[str, list[Manifest]]) -> None:
+    """An ingress rule without `from` admits every pod. Kubelet probes need none (probeFrom
+    is empty by default); only payment-api, while networkPolicy.apiFrom is empty, has one."""
+    name, objects = profile
+    api_from = values_file_has_api_from(name)
+    for policy_name, policy in of_kind(objects, "NetworkPolicy").items():
+        open_rules = [r for r in policy["spec"].get("ingress") or [] if not r.get("from")]
+        if policy_name == f"{RELEASE}-payment-api" and not api_from:
+            assert len(open_rules) == 1, policy_name
+        else:
+            assert open_rules == [], policy_name
+
+
+def values_file_has_api_from(profile: str) -> bool:
+    import subprocess
+
+    files = subprocess.run(
+        ["bash", str(CHART.parent / "profiles.sh"), profile],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    return any(
+        (yaml.safe_load(Path(f).read_text()) or {}).get("networkPolicy", {}).get("apiFrom")
+        for f in files
+    )
+
+
+def test_payment_api_verifies_jwts_from_values_or_a_secret() -> None:
+    """kind: the development key from the chart's Secret, for payment-api and the load
+    generator; external: the identity provider's JWKS, no secret at all."""
+    kind = of_kind(load("kind"), "Deployment")
+    secret = of_kind(load("kind"), "Secret")[f"{RELEASE}-connections"]
+    assert secret["stringData"]["AUTH_JWT_SECRET"]
+    for name in ("payment-api", "loadgen"):
+        env = env_of(kind[f"{RELEASE}-{name}"])
+        assert env["AUTH_JWT_SECRET"]["secretKeyRef"] == {  # type: ignore[index]
+            "name": f"{RELEASE}-connections",
+            "key": "AUTH_JWT_SECRET",
+        }
+        assert env["AUTH_JWT_ISSUER"] and env["AUTH_JWT_AUDIENCE"]
+    external = env_of(of_kind(load("external"), "Deployment")[f"{RELEASE}-payment-api"])
+    assert external["AUTH_JWKS_URL"].startswith("https://")
+    assert "AUTH_JWT_SECRET" not in external
+    for name, container in containers(load("external")):
+        assert "AUTH_JWT_SECRET" not in {e["name"] for e in container.get("env", [])}, name
+
+
+def test_topics_are_replicated_except_on_one_broker() -> None:
+    for name in ("default", "external", "hpa", "operator"):
+        assert topics_job_arg(load(name), "--replication-factor") == "3", name
+    assert topics_job_arg(load("kind"), "--replication-factor") == "1"
+
+
+def test_in_cluster_infra_admits_the_release_only() -> None:
+    """kind: Kafka, Redis, PostgreSQL and Jaeger take connections on their ports from the
+    release's pods only; kind-keda adds KEDA's namespace (it reads the lag from Kafka)."""
+    for profile, extra in (("kind", []), ("kind-keda", ["keda"])):
+        policies = of_kind(load(profile), "NetworkPolicy")
+        for name in INFRA:
+            spec = policies[f"{RELEASE}-{name}"]["spec"]
+            assert spec["policyTypes"] == ["Ingress"]
+            (rule,) = spec["ingress"]
+            peers = rule["from"]
+            assert peers[0] == {
+                "podSelector": {"matchLabels": {"app.kubernetes.io/instance": RELEASE}}
+            }
+            namespaces = [
+                p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+                for p in peers[1:]
+            ]
+            assert namespaces == extra, (profile, name)
+
+
+def test_hook_jobs_reach_only_what_they_need() -> None:
+    """Each hook Job has a NetworkPolicy, a hook as well, created before it: no ingress, egress
+    to DNS and its one dependency (the in-cluster pod with infra.enabled)."""
+    wanted = {
+        "topics": {53, 9092},
+        "migrate": {53, 5432},
+        "lag-autoscaler-release": {53, 443, 6443},
+    }
+    for profile in ("default", "kind", "operator", "external"):
+        objects = load(profile)
+        policies = of_kind(objects, "NetworkPolicy")
+        for name, job in of_kind(objects, "Job").items():
+            policy = policies[name]
+            short = name.removeprefix(f"{RELEASE}-")
+            annotations = policy["metadata"]["annotations"]
+            assert annotations["helm.sh/hook"] == job["metadata"]["annotations"]["helm.sh/hook"]
+            assert int(annotations["helm.sh/hook-weight"]) < int(
+                job["metadata"]["annotations"]["helm.sh/hook-weight"]
+            )
+            selector = policy["spec"]["podSelector"]["matchLabels"]
+            assert selector.items() <= job["spec"]["template"]["metadata"]["labels"].items()
+            assert policy["spec"]["ingress"] == []
+            ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]}
+            assert ports == wanted[short], (profile, name)
 
 
 def test_hook_jobs_use_the_payment_api_image() -> None:
@@ -290,7 +396,7 @@ def test_operator_only_while_a_consumer_is_in_operator_mode(
         "ServiceAccount": 1,
         "Deployment": 1,
         "PodDisruptionBudget": 1,
-        "NetworkPolicy": 1,
+        "NetworkPolicy": 2,  # the operator's and its release Job's
         "Role": 1,
         "RoleBinding": 1,
         "KopfPeering": 1,
@@ -398,7 +504,7 @@ def test_operator_network_policy() -> None:
     policy = of_kind(load("operator"), "NetworkPolicy")[OPERATOR]["spec"]
     egress = {p["port"] for rule in policy["egress"] for p in rule["ports"]}
     assert egress == {53, 9092, 443, 6443}  # DNS, Kafka, the API server
-    assert [p["port"] for rule in policy["ingress"] for p in rule["ports"]] == ["http"]
+    assert policy["ingress"] == []  # its probes come from the kubelet: no pod calls it
 
 
 def test_release_hook_frees_the_autoscalers_before_uninstall() -> None:
@@ -498,6 +604,8 @@ def test_an_upgrade_cannot_lose_topics_or_the_schema() -> None:
         f"Job {RELEASE}-topics",
         f"Job {RELEASE}-migrate",
         f"Secret {RELEASE}-connections-hooks",
+        f"NetworkPolicy {RELEASE}-topics",
+        f"NetworkPolicy {RELEASE}-migrate",
     }
     for hook in hooks:
         assert hook["metadata"]["annotations"]["helm.sh/hook"] == HOOKS_WITH_INFRA

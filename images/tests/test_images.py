@@ -247,14 +247,16 @@ def test_payment_api_ready(migrated: dict[str, str]) -> None:
 
 def test_load_generator_plays_a_round(migrated: dict[str, str]) -> None:
     """The chart's loadgen component: `ticketing-loadgen` from the payment-api image seeds a
-    catalogue into the API's database and its fans pay through the API."""
+    catalogue into the API's database and its fans pay through the API, signed in with
+    development JWTs of the key both are given (AUTH_JWT_SECRET)."""
     port = free_port()
-    api = {**migrated, "API_HOST": "127.0.0.1", "API_PORT": str(port)}
+    key = {"AUTH_JWT_SECRET": f"image-test-key-{uuid.uuid4().hex}{uuid.uuid4().hex}"}
+    api = {**migrated, **key, "API_HOST": "127.0.0.1", "API_PORT": str(port)}
     with running("payment-api", api, "serve") as container:
         container.wait_http(f"http://127.0.0.1:{port}/readyz")
         output = container_tool(
             "run", "--rm", "--network=host", f"--label={LABEL}",
-            *[f"--env={k}={v}" for k, v in migrated.items()],
+            *[f"--env={k}={v}" for k, v in {**migrated, **key}.items()],
             "--entrypoint=ticketing-loadgen", image("payment-api"),
             "--api", f"http://127.0.0.1:{port}", "--fans", "20", "--rate", "20",
             "--seats", "2", "--patience", "3", "--rounds", "1",

@@ -77,6 +77,26 @@ automountServiceAccountToken: {{ include "ticketing.apiToken" . }}
   value: {{ . | quote }}
 {{- end }}
 {{- end }}
+{{- if has "auth" $needs }}
+{{- $auth := $root.Values.auth }}
+- name: AUTH_JWT_ISSUER
+  value: {{ $auth.issuer | quote }}
+- name: AUTH_JWT_AUDIENCE
+  value: {{ $auth.audience | quote }}
+{{- with $auth.jwksUrl }}
+- name: AUTH_JWKS_URL
+  value: {{ . | quote }}
+{{- end }}
+{{- with $auth.publicKey }}
+- name: AUTH_JWT_PUBLIC_KEY
+  value: {{ . | quote }}
+{{- end }}
+{{- if include "ticketing.jwtSecretInSecret" $root }}
+{{- include "ticketing.secretEnv" (dict "root" $root "env" "AUTH_JWT_SECRET" "key" $root.Values.secrets.keys.jwtSecret) | nindent 0 }}
+{{- else if has "api" $needs }}
+{{- fail (printf "components.%s mints its users' tokens: it needs auth.jwtSecret (or secrets.existingSecret holding secrets.keys.jwtSecret)" .name) }}
+{{- end }}
+{{- end }}
 {{- if has "api" $needs }}
 - name: API_URL
   value: {{ include "ticketing.apiUrl" $root | quote }}
@@ -250,23 +270,29 @@ metadata:
   name: {{ include "ticketing.fullname" . }}
   labels:
     {{- include "ticketing.labels" . | nindent 4 }}
+  {{- with .annotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
 spec:
   podSelector:
     matchLabels:
       {{- include "ticketing.selectorLabels" . | nindent 6 }}
   policyTypes: [Ingress, Egress]
-  {{- if not $c.port }}
+  {{- if not (and $c.port (or $np.probeFrom $c.exposed $c.ingressFrom)) }}
   ingress: []
   {{- else }}
   ingress:
+    {{- /* Kubelet probes come from the node, which common CNIs let through without a rule:
+    no rule open to every pod, which would make apiFrom and ingressFrom moot. */}}
+    {{- with $np.probeFrom }}
     # Probes.
     - ports:
         - port: http
           protocol: TCP
-      {{- with $np.probeFrom }}
       from:
         {{- toYaml . | nindent 8 }}
-      {{- end }}
+    {{- end }}
     {{- if $c.exposed }}
     # Callers of the API, and the `helm test` pod.
     - ports:
@@ -310,6 +336,7 @@ spec:
         {{- toYaml . | nindent 8 }}
       {{- end }}
     {{- range $need := $c.needs }}
+    {{- if or (ne $need "auth") $root.Values.auth.jwksUrl }}
     # {{ $need }}
     {{- if and $root.Values.infra.enabled (hasKey $infra $need) }}
     {{- $pod := get $infra $need }}
@@ -328,6 +355,19 @@ spec:
         - podSelector:
             matchLabels:
               {{- include "ticketing.selectorLabels" (dict "root" $root "name" "payment-api") | nindent 14 }}
+    {{- else if eq $need "auth" }}
+    {{- if $root.Values.auth.jwksUrl }}
+    {{- $idp := $np.egress.identityProvider }}
+    - ports:
+        {{- range $idp.ports }}
+        - port: {{ . }}
+          protocol: TCP
+        {{- end }}
+      {{- with $idp.to }}
+      to:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+    {{- end }}
     {{- else if and (eq $need "dataplatform") (not $root.Values.dataplatform.url) }}
     {{- $stub := get (include "ticketing.components" $root | fromYaml) "dataplatform-stub" }}
     - ports:
@@ -348,6 +388,7 @@ spec:
       to:
         {{- toYaml . | nindent 8 }}
       {{- end }}
+    {{- end }}
     {{- end }}
     {{- end }}
 {{- end }}

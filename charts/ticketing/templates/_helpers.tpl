@@ -129,6 +129,22 @@ the topics and the schema are made once the new ones run.
 {{- if .Values.infra.enabled -}}post-install,post-upgrade{{- else -}}pre-install,pre-upgrade{{- end -}}
 {{- end }}
 
+{{/*
+"true" when the Secret holds payment-api's JWT secret: auth.jwtSecret (the chart's Secret), or
+secrets.existingSecret without jwksUrl/publicKey (the user's Secret must then hold it). Fails
+without any key source: payment-api would fall back to its public development key.
+*/}}
+{{- define "ticketing.jwtSecretInSecret" -}}
+{{- $a := .Values.auth -}}
+{{- if $a.jwtSecret -}}
+true
+{{- else if and .Values.secrets.existingSecret (not (or $a.jwksUrl $a.publicKey)) -}}
+true
+{{- else if not (or $a.jwksUrl $a.publicKey) -}}
+{{- fail "auth needs a key source: auth.jwksUrl, auth.publicKey or auth.jwtSecret (or secrets.existingSecret holding secrets.keys.jwtSecret)" -}}
+{{- end -}}
+{{- end }}
+
 {{- define "ticketing.secretEnv" -}}
 - name: {{ .env }}
   valueFrom:

@@ -149,4 +149,33 @@ spec:
           configMap:
             name: {{ include "ticketing.fullname" . }}
         {{- end }}
+{{- if $root.Values.networkPolicy.enabled }}
+---
+{{- /* Ingress only: the release's own pods (components, hook Jobs, `helm test`, the pod itself)
+and networkPolicy.infraFrom on its ports; what it calls is not restricted. */}}
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: {{ include "ticketing.fullname" . }}
+  labels:
+    {{- include "ticketing.labels" . | nindent 4 }}
+spec:
+  podSelector:
+    matchLabels:
+      {{- include "ticketing.selectorLabels" . | nindent 6 }}
+  policyTypes: [Ingress]
+  ingress:
+    - ports:
+        {{- range $name, $port := .ports }}
+        - port: {{ $port }}
+          protocol: TCP
+        {{- end }}
+      from:
+        - podSelector:
+            matchLabels:
+              app.kubernetes.io/instance: {{ $root.Release.Name }}
+        {{- with $root.Values.networkPolicy.infraFrom }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+{{- end }}
 {{- end }}

@@ -23,6 +23,7 @@ import uvicorn
 from confluent_kafka import Consumer, Message, TopicPartition
 from payment_api.adapters.database import create_db_engine
 from payment_api.api.app import create_app
+from payment_api.auth import mint_dev_token
 from payment_api.config import Settings
 from payment_api.migrations import upgrade
 from payment_api.seed import add_schedule, add_users
@@ -61,6 +62,10 @@ def settings(
         outbox_sweep_interval_s=0.5,
         outbox_publish_timeout_s=5,
         log_level="WARNING",
+        # the per-user limits have tests of their own (test_user_limits.py); the races here
+        # play one user many times over
+        reservation_limit_per_user=0,
+        rate_limit_writes_per_user=0,
     )
     upgrade(settings)
     yield settings
@@ -182,43 +187,79 @@ def world(db: sqlalchemy.Engine) -> World:
 
 
 class Api:
-    """Thin client helpers over the live server."""
+    """Thin client helpers over the live server, authenticated with development JWTs."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.http = httpx.Client(base_url=url, timeout=30)
+        self.owners: dict[str, int] = {}  # queue token -> the user it was issued to
+        self.token_ids: dict[str, str] = {}
+
+    @staticmethod
+    def user(user_id: int) -> dict[str, str]:
+        """The ``Authorization`` header of ``user_id`` (a development JWT)."""
+        return {"Authorization": f"Bearer {mint_dev_token(user_id)}"}
+
+    def auth(self, token: str, user_id: int | None = None) -> dict[str, str]:
+        """Headers acting as ``user_id`` (default: the token's user) with the queue token."""
+        who = self.owners.get(token, 1) if user_id is None else user_id
+        return {**self.user(who), "X-Queue-Token": token}
 
     def token(self, user_id: int) -> str:
-        response = self.http.post("/v1/queue/tokens", json={"user_id": user_id})
+        response = self.http.post("/v1/queue/tokens", headers=self.user(user_id))
         assert response.status_code == 201, response.text
-        return str(response.json()["token"])
+        token = str(response.json()["token"])
+        self.owners[token] = user_id
+        self.token_ids[token] = str(response.json()["token_id"])
+        return token
+
+    def state(self, token: str) -> httpx.Response:
+        return self.http.get(
+            f"/v1/queue/tokens/{self.token_ids[token]}", headers=self.user(self.owners[token])
+        )
 
     def active_token(self, user_id: int, timeout: float = 30) -> str:
         token = self.token(user_id)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.http.get(f"/v1/queue/tokens/{token}").json()["status"] == "active":
+            if self.state(token).json()["status"] == "active":
                 return token
             time.sleep(0.02)
         raise AssertionError("token never became active")
 
-    def reserve(self, token: str, seat_id: int, **headers: str) -> httpx.Response:
+    def reserve(
+        self, token: str, seat_id: int, as_user: int | None = None, **headers: str
+    ) -> httpx.Response:
         return self.http.post(
-            "/v1/reservations", json={"seat_id": seat_id}, headers=_auth(token, headers)
+            "/v1/reservations",
+            json={"seat_id": seat_id},
+            headers=self._with(token, as_user, headers),
         )
 
-    def pay(self, token: str, reservation_id: int, **headers: str) -> httpx.Response:
+    def pay(
+        self, token: str, reservation_id: int, as_user: int | None = None, **headers: str
+    ) -> httpx.Response:
         return self.http.post(
-            "/v1/payments", json={"reservation_id": reservation_id}, headers=_auth(token, headers)
+            "/v1/payments",
+            json={"reservation_id": reservation_id},
+            headers=self._with(token, as_user, headers),
+        )
+
+    def charge(self, user_id: int, amount: Any, as_user: int | None = None, **headers: str):
+        extra = {k.replace("_", "-"): v for k, v in headers.items()}
+        return self.http.post(
+            f"/v1/users/{user_id}/points/charge",
+            json={"amount": amount},
+            headers={**self.user(user_id if as_user is None else as_user), **extra},
         )
 
     def balance(self, user_id: int) -> int:
-        return int(self.http.get(f"/v1/users/{user_id}/points").json()["balance"])
+        response = self.http.get(f"/v1/users/{user_id}/points", headers=self.user(user_id))
+        return int(response.json()["balance"])
 
-
-def _auth(token: str, headers: dict[str, str]) -> dict[str, str]:
-    extra = {k.replace("_", "-"): v for k, v in headers.items()}
-    return {"Authorization": f"Bearer {token}", **extra}
+    def _with(self, token: str, as_user: int | None, headers: dict[str, str]) -> dict[str, str]:
+        extra = {k.replace("_", "-"): v for k, v in headers.items()}
+        return {**self.auth(token, as_user), **extra}
 
 
 @pytest.fixture

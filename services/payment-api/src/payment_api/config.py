@@ -8,6 +8,8 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from ticketing_events import db
 
+from payment_api.auth import DEV_AUDIENCE, DEV_ISSUER, DEV_JWT_SECRET
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore")
@@ -39,8 +41,17 @@ class Settings(BaseSettings):
     api_workers: int = Field(default=1, ge=1)
     # Threads running the (sync) endpoints per process (anyio's default is 40).
     api_threads: int = Field(default=40, ge=1)
+    # Larger request bodies are refused with 413 before they are read (every body is a small
+    # JSON object).
+    api_max_body_bytes: int = Field(default=16384, ge=256)
 
     hold_seconds: int = Field(default=300, gt=0)
+
+    # Per-user limits (0 turns one off). Live reservations: held and not lapsed; past the cap
+    # a reservation is 429 until a hold ends. Writes (POST): a fixed window per user in Redis.
+    reservation_limit_per_user: int = Field(default=4, ge=0)
+    rate_limit_writes_per_user: int = Field(default=60, ge=0)
+    rate_limit_window_s: int = Field(default=10, ge=1)
 
     queue_activator_enabled: bool = True
     queue_activate_batch: int = Field(default=100, gt=0)
@@ -59,6 +70,19 @@ class Settings(BaseSettings):
     outbox_prune_interval_s: float = Field(default=60.0, gt=0)
 
     idempotency_retention_s: int = Field(default=86400, gt=0)
+
+    # Authentication (payment_api/auth.py): a JWT bearer token, user id = ``sub``. Keys by
+    # precedence: a JWKS URL (an identity provider), a PEM public key, a shared HS256 secret.
+    # The secret's default is the development key shared by the local stack, the tests and
+    # the kind profile: anyone can mint tokens with it, so production sets a JWKS URL or key.
+    auth_jwks_url: str | None = None
+    auth_jwt_public_key: str | None = None
+    auth_jwt_secret: str | None = DEV_JWT_SECRET
+    auth_jwt_issuer: str = DEV_ISSUER
+    auth_jwt_audience: str = DEV_AUDIENCE
+    # Comma-separated; empty: HS256 with a secret, the asymmetric ones with a key or JWKS.
+    auth_jwt_algorithms: str = ""
+    auth_jwt_leeway_s: float = Field(default=30.0, ge=0, le=300)
 
     problem_type_base: str = "urn:ticketing:problem:"
 

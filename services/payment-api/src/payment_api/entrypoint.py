@@ -17,7 +17,10 @@ from payment_api.config import Settings
 
 
 def _configure_process(settings: Settings) -> None:
+    from payment_api.redaction import install_log_redaction
+
     configure_logging(settings.service_name, settings.log_level)
+    install_log_redaction()
     configure_tracing(settings.service_name)
 
 

@@ -38,7 +38,8 @@ def nothing_written(world):
     ],
 )
 def test_token_request_validation(api, nothing_written, body, field):
-    problem = assert_problem(api.http.post("/v1/queue/tokens", json=body), 422, "validation-error")
+    response = api.http.post("/v1/queue/tokens", json=body, headers=api.user(1))
+    problem = assert_problem(response, 422, "validation-error")
     assert field in [e["field"] for e in problem["errors"]]
     assert all(e["reason"] for e in problem["errors"])
 
@@ -49,7 +50,7 @@ def test_malformed_json_is_a_validation_error(api, world):
     response = api.http.post(
         "/v1/payments",
         content=b'{"reservation_id": ',
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+        headers={"Content-Type": "application/json", **api.auth(token)},
     )
     problem = assert_problem(response, 422, "validation-error")
     assert problem["errors"][0]["in"] == "body"
@@ -57,17 +58,16 @@ def test_malformed_json_is_a_validation_error(api, world):
 
 
 def test_unknown_ids_are_404(api, world, nothing_written):
-    assert_problem(api.http.post("/v1/queue/tokens", json={"user_id": 2**62}), 404, "not-found")
-    assert_problem(api.http.get("/v1/queue/tokens/not-a-token"), 404, "not-found")
-    assert_problem(api.http.get(f"/v1/users/{2**62}/points"), 404, "not-found")
-    assert_problem(
-        api.http.post(f"/v1/users/{2**62}/points/charge", json={"amount": 1}), 404, "not-found"
-    )
-    assert_problem(api.http.get(f"/v1/concerts/{2**62}/schedules"), 404, "not-found")
-    assert_problem(api.http.get(f"/v1/schedules/{2**62}/seats"), 404, "not-found")
+    ghost = api.user(2**52)  # a valid JWT of a user who does not exist
+    assert_problem(api.http.post("/v1/queue/tokens", headers=ghost), 404, "not-found")
+    assert_problem(api.http.get(f"/v1/queue/tokens/{'0' * 64}", headers=ghost), 404, "not-found")
+    assert_problem(api.http.get(f"/v1/users/{2**52}/points", headers=ghost), 404, "not-found")
+    assert_problem(api.charge(2**52, 1), 404, "not-found")
+    assert_problem(api.http.get(f"/v1/concerts/{2**52}/schedules"), 404, "not-found")
+    assert_problem(api.http.get(f"/v1/schedules/{2**52}/seats"), 404, "not-found")
     token = api.active_token(world.user())
-    assert_problem(api.reserve(token, 2**62), 404, "not-found")
-    assert_problem(api.pay(token, 2**62), 404, "not-found")
+    assert_problem(api.reserve(token, 2**52), 404, "not-found")
+    assert_problem(api.pay(token, 2**52), 404, "not-found")
     assert_problem(api.http.get("/v1/nowhere"), 404, "http-404")
     assert_problem(api.http.delete("/v1/payments"), 405, "http-405")
 
@@ -82,18 +82,19 @@ def test_unknown_ids_are_404(api, world, nothing_written):
         ("/v1/concerts?limit=0", "limit"),
         ("/v1/rankings/sold-out", "date"),
         ("/v1/rankings/sold-out?date=2026-13-01", "date"),
-        (f"/v1/queue/tokens/{'x' * 600}", "token"),
+        ("/v1/queue/tokens/not-a-token-id", "token_id"),
+        (f"/v1/queue/tokens/{'x' * 600}", "token_id"),
     ],
 )
 def test_bad_paths_and_queries(api, nothing_written, path, field):
-    problem = assert_problem(api.http.get(path), 422, "validation-error")
+    problem = assert_problem(api.http.get(path, headers=api.user(1)), 422, "validation-error")
     assert field in [e["field"] for e in problem["errors"]]
 
 
 @pytest.mark.parametrize("amount", [0, -5, 1.5, "10", None, 10**12])
 def test_charge_validation(api, world, nothing_written, amount):
     user_id = world.user(points=3)
-    response = api.http.post(f"/v1/users/{user_id}/points/charge", json={"amount": amount})
+    response = api.charge(user_id, amount)
     problem = assert_problem(response, 422, "validation-error")
     assert problem["errors"][0]["field"] == "amount"
     assert api.balance(user_id) == 3
@@ -102,26 +103,13 @@ def test_charge_validation(api, world, nothing_written, amount):
 def test_missing_unknown_and_waiting_tokens(api, world, settings, serve, client_for):
     _, _, seat_ids = world.schedule(seats=1)
     before = world.counts()
-    no_token = api.http.post("/v1/reservations", json={"seat_id": seat_ids[0]})
-    assert_problem(no_token, 401, "queue-token-missing")
-    assert no_token.headers["www-authenticate"] == "Bearer"
-    assert_problem(
-        api.http.post(
-            "/v1/reservations",
-            json={"seat_id": seat_ids[0]},
-            headers={"Authorization": "Basic abc"},
-        ),
-        401,
-        "queue-token-missing",
+    me = world.user()
+    no_token = api.http.post(
+        "/v1/reservations", json={"seat_id": seat_ids[0]}, headers=api.user(me)
     )
-    assert_problem(api.reserve("forged-token", seat_ids[0]), 401, "queue-token-unknown")
-    assert_problem(
-        api.http.post(
-            "/v1/payments", json={"reservation_id": 1}, headers={"X-Queue-Token": "forged"}
-        ),
-        401,
-        "queue-token-unknown",
-    )
+    assert_problem(no_token, 403, "queue-token-missing")
+    assert_problem(api.reserve("forged-token", seat_ids[0], as_user=me), 403, "queue-token-unknown")
+    assert_problem(api.pay("forged", 1, as_user=me), 403, "queue-token-unknown")
     frozen = settings.model_copy(
         update={
             "queue_activator_enabled": False,
@@ -132,7 +120,7 @@ def test_missing_unknown_and_waiting_tokens(api, world, settings, serve, client_
         waiting_api = client_for(server.url)
         user_id = world.user()
         waiting = waiting_api.token(user_id)
-        status = waiting_api.http.get(f"/v1/queue/tokens/{waiting}").json()
+        status = waiting_api.state(waiting).json()
         assert status["status"] == "waiting" and status["position"] >= 1
         problem = assert_problem(
             waiting_api.reserve(waiting, seat_ids[0]), 403, "queue-token-not-active"
@@ -153,29 +141,13 @@ def test_sale_not_open_and_taken_seat_are_409(api, world, nothing_written):
 
 def test_idempotency_key_reuse_and_format(api, world):
     user_id = world.user(points=0)
-    first = api.http.post(
-        f"/v1/users/{user_id}/points/charge",
-        json={"amount": 5},
-        headers={"Idempotency-Key": "charge-1"},
-    )
-    again = api.http.post(
-        f"/v1/users/{user_id}/points/charge",
-        json={"amount": 5},
-        headers={"Idempotency-Key": "charge-1"},
-    )
+    first = api.charge(user_id, 5, Idempotency_Key="charge-1")
+    again = api.charge(user_id, 5, Idempotency_Key="charge-1")
     assert first.status_code == again.status_code == 200 and first.json() == again.json()
     assert api.balance(user_id) == 5
     before = world.counts()
-    other = api.http.post(
-        f"/v1/users/{user_id}/points/charge",
-        json={"amount": 6},
-        headers={"Idempotency-Key": "charge-1"},
-    )
+    other = api.charge(user_id, 6, Idempotency_Key="charge-1")
     assert_problem(other, 422, "idempotency-key-reused")
-    bad = api.http.post(
-        f"/v1/users/{user_id}/points/charge",
-        json={"amount": 6},
-        headers={"Idempotency-Key": "has space"},
-    )
+    bad = api.charge(user_id, 6, Idempotency_Key="has space")
     assert assert_problem(bad, 422, "validation-error")["errors"][0]["field"] == "Idempotency-Key"
     assert api.balance(user_id) == 5 and world.counts() == before

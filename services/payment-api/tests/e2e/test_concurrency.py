@@ -29,10 +29,7 @@ def test_fifty_users_race_for_one_seat_one_wins(api, world):
     tokens = [api.active_token(u) for u in users]
     responses = burst(
         api.url,
-        [
-            ("/v1/reservations", {"seat_id": seat_ids[0]}, {"Authorization": f"Bearer {t}"})
-            for t in tokens
-        ],
+        [("/v1/reservations", {"seat_id": seat_ids[0]}, api.auth(t)) for t in tokens],
     )
     assert Counter(r.status_code for r in responses) == {201: 1, 409: 49}
     assert all(
@@ -57,8 +54,7 @@ def test_fifty_payments_of_one_reservation_charge_once(api, world):
     reservation_id = api.reserve(token, seat_ids[0]).json()["reservation_id"]
     responses = burst(
         api.url,
-        [("/v1/payments", {"reservation_id": reservation_id}, {"Authorization": f"Bearer {token}"})]
-        * 50,
+        [("/v1/payments", {"reservation_id": reservation_id}, api.auth(token))] * 50,
     )
     assert Counter(r.status_code for r in responses) == {201: 1, 409: 49}
     assert api.balance(user_id) == 9_700
@@ -80,7 +76,7 @@ def test_fifty_retries_with_one_idempotency_key_get_the_first_answer(api, world)
     user_id = world.user(points=1_000)
     token = api.active_token(user_id)
     reservation_id = api.reserve(token, seat_ids[0]).json()["reservation_id"]
-    headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": "pay-once-123"}
+    headers = {**api.auth(token), "Idempotency-Key": "pay-once-123"}
     responses = burst(api.url, [("/v1/payments", {"reservation_id": reservation_id}, headers)] * 50)
     assert {r.status_code for r in responses} == {201}
     assert len({r.text for r in responses}) == 1
@@ -91,7 +87,10 @@ def test_hundred_concurrent_point_operations_keep_the_exact_balance(api, world):
     user_id = world.user(points=0)
     responses = burst(
         api.url,
-        [(f"/v1/users/{user_id}/points/charge", {"amount": n}, {}) for n in range(1, 101)],
+        [
+            (f"/v1/users/{user_id}/points/charge", {"amount": n}, api.user(user_id))
+            for n in range(1, 101)
+        ],
     )
     assert {r.status_code for r in responses} == {200}
     assert api.balance(user_id) == sum(range(1, 101))
@@ -103,11 +102,8 @@ def test_concurrent_payments_never_overdraw(api, world):
     user_id = world.user(points=1_050)
     token = api.active_token(user_id)
     reservation_ids = [api.reserve(token, s).json()["reservation_id"] for s in seat_ids]
-    charges = [(f"/v1/users/{user_id}/points/charge", {"amount": 1}, {})] * 30
-    payments = [
-        ("/v1/payments", {"reservation_id": r}, {"Authorization": f"Bearer {token}"})
-        for r in reservation_ids
-    ]
+    charges = [(f"/v1/users/{user_id}/points/charge", {"amount": 1}, api.user(user_id))] * 30
+    payments = [("/v1/payments", {"reservation_id": r}, api.auth(token)) for r in reservation_ids]
     responses = burst(api.url, payments + charges)
     paid = Counter(r.status_code for r in responses[: len(payments)])
     assert paid[201] + paid[402] == 20

@@ -17,7 +17,7 @@ def test_token_reserve_pay_publishes_events(api, world, kafka, spans: InMemorySp
     start = kafka.offsets()
 
     token = api.token(user_id)
-    waiting = api.http.get(f"/v1/queue/tokens/{token}").json()
+    waiting = api.state(token).json()
     assert waiting["user_id"] == user_id and waiting["status"] in ("waiting", "active")
     token = api.active_token(user_id)
 
@@ -47,7 +47,7 @@ def test_token_reserve_pay_publishes_events(api, world, kafka, spans: InMemorySp
     messages = sorted(kafka.read(start, event_ids), key=lambda m: m.timestamp()[1])
     assert [m.topic() for m in messages] == ["reservation.created", "payment.success"]
 
-    token_id = api.http.get(f"/v1/queue/tokens/{token}").json()["token_id"]
+    token_id = api.state(token).json()["token_id"]
     for message in messages:
         envelope = json.loads(message.value())
         headers = dict(message.headers())

@@ -95,9 +95,7 @@ def test_payments_succeed_while_kafka_is_down_then_publish_once_in_key_order(
 
 def test_housekeeping_prunes_published_rows_and_old_keys(settings, world, api):
     user_id = world.user(points=0)
-    charged = api.http.post(
-        f"/v1/users/{user_id}/points/charge", json={"amount": 5}, headers={"Idempotency-Key": "k1"}
-    )
+    charged = api.charge(user_id, 5, Idempotency_Key="k1")
     assert charged.status_code == 200
     world.execute(
         "insert into outbox (event_id, topic, key, event_type, schema_version, payload,"

@@ -40,7 +40,7 @@ def test_insufficient_points_is_402_and_ends_the_reservation(api, world, kafka):
     assert event["payload"]["payment_id"] == body["payment_id"]
     assert event["payload"]["points_deducted"] == 0
     # The reservation is over: paying again, even with enough points, is a conflict.
-    api.http.post(f"/v1/users/{user_id}/points/charge", json={"amount": 1})
+    api.charge(user_id, 1)
     again = api.pay(token, reservation_id)
     assert again.status_code == 409 and again.json()["type"].endswith("reservation-not-held")
     assert api.balance(user_id) == 500
@@ -78,18 +78,21 @@ def test_seat_taken_over_after_expiry_fails_the_old_reservation(api, world):
     assert api.balance(first_user) == 100 and api.balance(second_user) == 90
 
 
-def test_paying_another_users_reservation_is_403_and_leaves_it_alone(api, world, kafka):
+def test_paying_another_users_reservation_is_404_and_leaves_it_alone(api, world):
+    """Another user's reservation is answered as unknown: no 403 that would reveal it
+    exists, and nothing recorded (no failed payment, no event)."""
     _, _, seat_ids = world.schedule(seats=1, price=10)
     owner, intruder = world.users(2, points=100)
     owner_token, intruder_token = api.active_token(owner), api.active_token(intruder)
     reservation_id = api.reserve(owner_token, seat_ids[0]).json()["reservation_id"]
-    start = kafka.offsets()
+    before = world.counts()
     denied = api.pay(intruder_token, reservation_id)
-    assert denied.status_code == 403 and denied.json()["reason"] == "not_owner"
+    assert denied.status_code == 404, denied.text
+    assert denied.json()["type"] == "urn:ticketing:problem:not-found"
+    unknown = api.pay(intruder_token, 2**52)
+    assert denied.json()["title"] == unknown.json()["title"]
+    assert world.counts() == before
     assert world.scalar("select status from reservations where id = :r", r=reservation_id) == "held"
-    (event,) = _failed_events(world, kafka, start, reservation_id)
-    assert event["payload"]["reason"] == "not_owner"
-    assert event["payload"]["user_id"] == intruder
     assert api.pay(owner_token, reservation_id).status_code == 201
     assert api.balance(owner) == 90 and api.balance(intruder) == 100
 

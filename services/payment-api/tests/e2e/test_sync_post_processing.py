@@ -52,7 +52,7 @@ def held(sync_settings, sync_world, sync_api):
         _, schedule_id, (seat_id,) = sync_world.schedule(seats=1, price=1000)
         user_id = sync_world.user(points=points)
         token = sync_api.active_token(user_id)
-        token_id = sync_api.http.get(f"/v1/queue/tokens/{token}").json()["token_id"]
+        token_id = sync_api.state(token).json()["token_id"]
         reservation_id = sync_api.reserve(token, seat_id).json()["reservation_id"]
         keys = RedisKeys(sync_settings.redis_key_prefix)
         client.set(keys.seat_hold(seat_id), reservation_id)
@@ -92,7 +92,7 @@ def test_success_effects_are_done_when_the_payment_answers(sync_api, sync_world,
     # cleanup: hold released, token expired, tombstone written
     assert client.get(keys.seat_hold(seat_id)) is None
     assert client.exists(keys.queue_active(token_id)) == 0
-    assert sync_api.http.get(f"/v1/queue/tokens/{token}").status_code == 404
+    assert sync_api.state(token).status_code == 404
     assert client.get(keys.seat_released(reservation_id)) == "paid"
 
 

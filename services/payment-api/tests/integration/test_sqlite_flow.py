@@ -8,6 +8,7 @@ import uuid
 import httpx
 import pytest
 from payment_api.adapters.outbox import OutboxStore
+from payment_api.auth import mint_dev_token
 from payment_api.bootstrap import bootstrap
 from payment_api.config import Settings
 from payment_api.migrations import upgrade
@@ -41,12 +42,14 @@ def test_reserve_and_pay_on_sqlite(tmp_path, redis_url, publisher, serve):
     ):
         mode = services.engine.connect().exec_driver_sql("pragma journal_mode").scalar()
         assert mode == "wal"
-        token = client.post("/v1/queue/tokens", json={"user_id": seeded.user_ids[0]}).json()
+        me = {"Authorization": f"Bearer {mint_dev_token(seeded.user_ids[0])}"}
+        token = client.post("/v1/queue/tokens", headers=me).json()
         deadline = time.monotonic() + 30
-        while client.get(f"/v1/queue/tokens/{token['token']}").json()["status"] != "active":
+        state = f"/v1/queue/tokens/{token['token_id']}"
+        while client.get(state, headers=me).json()["status"] != "active":
             assert time.monotonic() < deadline
             time.sleep(0.02)
-        auth = {"X-Queue-Token": token["token"]}
+        auth = {**me, "X-Queue-Token": token["token"]}
         reserved = client.post(
             "/v1/reservations", json={"seat_id": seeded.seat_ids[0]}, headers=auth
         )

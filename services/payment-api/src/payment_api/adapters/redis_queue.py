@@ -4,6 +4,9 @@
 - ``queue:waiting``              sorted set of waiting token ids, scored by place
 - ``queue:token:{token_id}``     user id of a waiting token, expires after the waiting TTL
 - ``queue:active:{token_id}``    user id of an active token, expires after the active TTL
+- ``queue:user:{user_id}``       token id of the user's current token (one per user): a new
+                                 token replaces it, leaving the queue or no longer active
+- ``ratelimit:{user_id}:{window}`` writes of a user in a fixed window (see ``hit``)
 - ``queue:activator:leader``     id of the instance allowed to activate, with a short TTL
 
 ``token_id`` is the sha256 hex digest of the bearer token. Every key gets the configured
@@ -12,17 +15,32 @@ prefix (empty in production).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from redis import Redis
 
 from payment_api.domain.model import TokenStatus
 
+# One token per user: the user's previous token (waiting or active) is dropped first, so
+# the queue holds at most one entry per user however often they ask.
 _ENQUEUE = """
+local old = redis.call('GET', KEYS[4])
+if old then
+  redis.call('ZREM', KEYS[2], old)
+  redis.call('DEL', ARGV[4] .. 'queue:token:' .. old, ARGV[4] .. 'queue:active:' .. old)
+end
 local place = redis.call('INCR', KEYS[1])
 redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[3])
 redis.call('ZADD', KEYS[2], place, ARGV[1])
+redis.call('SET', KEYS[4], ARGV[1], 'EX', ARGV[5])
 return redis.call('ZRANK', KEYS[2], ARGV[1])
+"""
+
+_HIT = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return {n, redis.call('TTL', KEYS[1])}
 """
 
 # Pop the head and activate each token still known; one script, so a token is never lost
@@ -77,6 +95,7 @@ class RedisQueue:
         self._waiting_ttl = waiting_ttl_s
         self._active_ttl = active_ttl_s
         self._enqueue = client.register_script(_ENQUEUE)
+        self._hit = client.register_script(_HIT)
         self._activate = client.register_script(_ACTIVATE)
         self._lead = client.register_script(_LEAD)
         self._resign = client.register_script(_RESIGN)
@@ -85,14 +104,23 @@ class RedisQueue:
         return self._prefix + name
 
     def enqueue(self, token_id: str, user_id: int) -> int:
-        """Put a token at the end of the queue; its 1-based position."""
+        """Put a token at the end of the queue, replacing the user's previous token; its
+        1-based position."""
         keys = [
             self.key("queue:seq"),
             self.key("queue:waiting"),
             self.key(f"queue:token:{token_id}"),
+            self.key(f"queue:user:{user_id}"),
         ]
-        rank = self._enqueue(keys, [token_id, user_id, self._waiting_ttl])
+        lifetime = self._waiting_ttl + self._active_ttl
+        rank = self._enqueue(keys, [token_id, user_id, self._waiting_ttl, self._prefix, lifetime])
         return int(rank) + 1
+
+    def hit(self, user_id: int, window_s: int) -> tuple[int, int]:
+        """Count a write of ``user_id`` in the current fixed window: (count, seconds left)."""
+        window = int(time.time()) // window_s
+        count, ttl = self._hit([self.key(f"ratelimit:{user_id}:{window}")], [window_s])
+        return int(count), max(int(ttl), 1)
 
     def state(self, token_id: str) -> TokenState | None:
         """Active, waiting (with position) or None when unknown or expired."""

@@ -142,6 +142,11 @@ _LOCK_FOR_PAYMENT = (
     .where(reservations.c.id == bindparam("rid"))
     .with_for_update(of=[reservations, seats])
 )
+_LIVE_HOLDS = select(func.count(), func.min(reservations.c.hold_expires_at)).where(
+    reservations.c.user_id == bindparam("user_id"),
+    reservations.c.status == ReservationStatus.HELD.value,
+    reservations.c.hold_expires_at > bindparam("now"),
+)
 _SET_RESERVATION_STATUS = (
     update(reservations)
     .where(reservations.c.id == bindparam("rid"))
@@ -231,6 +236,20 @@ class ReservationRepository:
             "hold_expires_at": hold_expires_at,
         }
         return int(self._conn.execute(_INSERT_RESERVATION, row).scalar_one())
+
+    def lock_user_holds(self, user_id: int) -> None:
+        """Serialize the reservations of one user until the transaction ends (PostgreSQL: a
+        transaction advisory lock, which no row lock waits on; SQLite: one writer anyway)."""
+        if self._conn.dialect.name == "postgresql":
+            self._conn.exec_driver_sql(
+                "select pg_advisory_xact_lock(hashtextextended('reservations-of-user:' || %s, 0))",
+                (str(user_id),),
+            )
+
+    def live_holds(self, user_id: int, now: datetime) -> tuple[int, datetime | None]:
+        """How many reservations of the user hold a seat now, and the earliest hold end."""
+        count, earliest = self._conn.execute(_LIVE_HOLDS, {"user_id": user_id, "now": now}).one()
+        return int(count), earliest
 
     def lock_for_payment(self, reservation_id: int) -> LockedReservation | None:
         """The reservation with its seat, both row-locked until the transaction ends."""

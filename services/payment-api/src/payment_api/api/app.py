@@ -12,8 +12,10 @@ from opentelemetry import trace
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from payment_api.api import problems
+from payment_api import redaction
+from payment_api.api import openapi, problems
 from payment_api.api.routes import catalogue, health, payments, points, queue, reservations
+from payment_api.auth import verifier_from
 from payment_api.bootstrap import Services, bootstrap
 from payment_api.config import Settings
 
@@ -50,16 +52,25 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.problem = problems.Problem(settings.problem_type_base)
+    app.state.verifier = verifier_from(settings)
     problems.install(app, app.state.problem)
     for module in (health, queue, catalogue, points, reservations, payments):
         app.include_router(module.router)
+    openapi.install(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes, problem=app.state.problem)
     if instrument:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
         app.add_middleware(TraceResponse)
         # No spans for the ASGI receive/send messages: three spans a request become one.
+        # No secret in the span: token-like URL parts are replaced, and headers (captured
+        # only when the OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_* variables say so) sanitized.
         FastAPIInstrumentor.instrument_app(
-            app, excluded_urls="healthz,readyz", exclude_spans=["receive", "send"]
+            app,
+            excluded_urls="healthz,readyz",
+            exclude_spans=["receive", "send"],
+            server_request_hook=redaction.server_request_hook,
+            http_capture_headers_sanitize_fields=redaction.SECRET_HEADERS,
         )
     return app
 
@@ -86,3 +97,58 @@ class TraceResponse:
             await send(message)
 
         await self.app(scope, receive, send_with_trace)
+
+
+class BodyLimit:
+    """Refuses a request body over ``max_bytes`` with 413 problem+json before the app reads
+    it: at once when its ``Content-Length`` says so (nothing is read); a body without one
+    (chunked) is read here up to the limit and handed on only when it fits."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, problem: problems.Problem) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.problem = problem
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers", ()))
+        length = headers.get(b"content-length")
+        if length is not None:
+            if length.isdigit() and int(length) > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+            await self.app(scope, receive, send)
+            return
+        if b"transfer-encoding" not in headers:  # no body
+            await self.app(scope, receive, send)
+            return
+        buffered: list[Message] = []
+        size = 0
+        while True:
+            message = await receive()
+            buffered.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+
+        async def replay() -> Message:
+            return buffered.pop(0) if buffered else await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = self.problem.response(
+            413,
+            "body-too-large",
+            "Request body too large",
+            f"the request body exceeds {self.max_bytes} bytes",
+            headers={"Connection": "close"},
+        )
+        await response(scope, receive, send)

@@ -1,4 +1,5 @@
-"""Request-scoped dependencies: the services, the caller behind the queue token, the clock."""
+"""Request-scoped dependencies: the services, the authenticated user, the caller behind the
+queue token, the clock."""
 
 from __future__ import annotations
 
@@ -7,11 +8,15 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 from fastapi.responses import Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from payment_api.api.problems import PROBLEM_JSON, Problem
+from payment_api.auth import User, Verifier
 from payment_api.bootstrap import Services
+from payment_api.domain.errors import Unauthenticated
 from payment_api.domain.model import Caller
-from payment_api.service_layer import queue
+from payment_api.service_layer import limits, queue
 from payment_api.service_layer.idempotency import Answer, IdempotencyRequest, fingerprint
 
 MAX_TOKEN_LENGTH = 512
@@ -33,22 +38,55 @@ async def now() -> datetime:
     return datetime.now(UTC)
 
 
+# The OpenAPI document's security scheme (``/docs`` gets an Authorize button); it only reads
+# the header: ``current_user`` answers 401 itself, as problem+json.
+bearer = HTTPBearer(
+    scheme_name="bearerAuth",
+    bearerFormat="JWT",
+    description="a JWT from the identity provider (in development: payment_api.auth"
+    ".mint_dev_token); the user id is its `sub`",
+    auto_error=False,
+)
+
+
+async def current_user(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> User:
+    """The user of the verified ``Authorization: Bearer <JWT>``; 401 otherwise. Resolved
+    before the body is read or validated."""
+    if credentials is None:
+        raise Unauthenticated("a bearer token is required (Authorization: Bearer <JWT>)")
+    verifier: Verifier = request.app.state.verifier
+    if verifier.fetches_keys:  # a JWKS fetch is blocking I/O
+        return await run_in_threadpool(verifier.verify, credentials.credentials)
+    return verifier.verify(credentials.credentials)
+
+
 async def queue_token(
-    authorization: Annotated[str | None, Header(max_length=MAX_TOKEN_LENGTH)] = None,
-    x_queue_token: Annotated[str | None, Header(max_length=MAX_TOKEN_LENGTH)] = None,
+    x_queue_token: Annotated[
+        str | None,
+        Header(
+            max_length=MAX_TOKEN_LENGTH,
+            description="the active queue token of the authenticated user",
+        ),
+    ] = None,
 ) -> str | None:
-    """The token from ``Authorization: Bearer <token>`` or ``X-Queue-Token``."""
-    if authorization:
-        scheme, _, value = authorization.partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
+    """The queue token from ``X-Queue-Token``."""
     return x_queue_token or None
 
 
-def caller(svc: Services, token: str | None) -> Caller:
-    """The caller behind the queue token. Called inside the (threadpool) endpoint rather than
-    as a dependency: a sync dependency would cost a thread hop of its own per request."""
-    return queue.authorize(svc.queue, token)
+def write_allowed(svc: Services, user: User) -> None:
+    """The per-user write rate limit (429 past it); first thing of every write endpoint."""
+    s = svc.settings
+    limits.check_rate(svc.queue, user.user_id, s.rate_limit_writes_per_user, s.rate_limit_window_s)
+
+
+def caller(svc: Services, user: User, token: str | None) -> Caller:
+    """The authenticated user acting with their own active queue token. Called inside the
+    (threadpool) endpoint rather than as a dependency: a sync dependency would cost a thread
+    hop of its own per request."""
+    return queue.authorize(svc.queue, token, user.user_id)
 
 
 IdempotencyKeyHeader = Annotated[
@@ -79,4 +117,5 @@ def respond(answer: Answer) -> Response:
 ServicesDep = Annotated[Services, Depends(services)]
 ProblemDep = Annotated[Problem, Depends(problem)]
 TokenDep = Annotated[str | None, Depends(queue_token)]
+UserDep = Annotated[User, Depends(current_user)]
 NowDep = Annotated[datetime, Depends(now)]

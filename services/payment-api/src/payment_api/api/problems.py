@@ -19,6 +19,7 @@ from ticketing_events.consumer import DeploymentError
 from payment_api.domain import errors
 
 PROBLEM_JSON = "application/problem+json"
+WWW_AUTHENTICATE = 'Bearer realm="payment-api", error="invalid_token"'
 
 log = structlog.get_logger(__name__)
 
@@ -93,14 +94,32 @@ def _domain(problem: Problem, exc: errors.DomainError) -> JSONResponse:
             )
         case errors.IdempotencyKeyReused():
             return problem.response(422, "idempotency-key-reused", "Idempotency-Key reused", detail)
-        case errors.QueueTokenMissing() | errors.QueueTokenUnknown():
-            slug = (
-                "queue-token-missing"
-                if isinstance(exc, errors.QueueTokenMissing)
-                else ("queue-token-unknown")
-            )
+        case errors.Unauthenticated():
             return problem.response(
-                401, slug, "Queue token required", detail, headers={"WWW-Authenticate": "Bearer"}
+                401,
+                "unauthenticated",
+                "Authentication required",
+                detail,
+                headers={"WWW-Authenticate": WWW_AUTHENTICATE},
+            )
+        case errors.TooManyRequests():
+            return problem.response(
+                429,
+                exc.slug,
+                "Too many requests",
+                detail,
+                headers={"Retry-After": str(exc.retry_after_s)},
+                retry_after_s=exc.retry_after_s,
+            )
+        case errors.Forbidden():
+            return problem.response(403, "forbidden", "Not yours", detail)
+        case errors.QueueTokenMissing():
+            return problem.response(403, "queue-token-missing", "Queue token required", detail)
+        case errors.QueueTokenUnknown():
+            return problem.response(403, "queue-token-unknown", "Queue token unknown", detail)
+        case errors.QueueTokenNotYours():
+            return problem.response(
+                403, "queue-token-not-yours", "The queue token is another user's", detail
             )
         case errors.QueueTokenNotActive():
             return problem.response(

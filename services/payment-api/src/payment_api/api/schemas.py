@@ -5,13 +5,25 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from payment_api.domain.model import PaymentStatus, ReservationStatus, SeatStatus, TokenStatus
 
-MAX_ID = 2**63 - 1
-Id = Annotated[int, Field(strict=True, ge=1, le=MAX_ID)]
+# Ids are bigints, but JSON numbers are exact only up to 2**53 - 1 (JavaScript, JSON Schema
+# tools): ids above it are refused rather than silently rounded by a client.
+MAX_ID = 2**53 - 1
 MAX_CHARGE = 1_000_000_000
+
+
+def _json_integer(value: object) -> object:
+    """A JSON integer: a number without a fractional part (JSON Schema counts 7.0 as one),
+    never a string or a boolean (the lax mode would take "7" and true)."""
+    if isinstance(value, str | bool):
+        raise ValueError("must be a JSON integer, not a string or boolean")
+    return value
+
+
+Id = Annotated[int, Field(ge=1, le=MAX_ID), BeforeValidator(_json_integer)]
 
 
 class Request(BaseModel):
@@ -19,11 +31,13 @@ class Request(BaseModel):
 
 
 class TokenRequest(Request):
+    """Optional: the token is always the authenticated user's; a ``user_id`` must be theirs."""
+
     user_id: Id
 
 
 class ChargeRequest(Request):
-    amount: Annotated[int, Field(strict=True, gt=0, le=MAX_CHARGE)]
+    amount: Annotated[int, Field(gt=0, le=MAX_CHARGE), BeforeValidator(_json_integer)]
 
 
 class ReservationRequest(Request):
@@ -35,7 +49,7 @@ class PaymentRequest(Request):
 
 
 class TokenIssued(BaseModel):
-    token: str = Field(description="bearer secret: send as Authorization: Bearer <token>")
+    token: str = Field(description="secret, bound to the user: send as X-Queue-Token")
     token_id: str = Field(description="sha256 hex digest of the token; events carry this")
     user_id: int
     status: TokenStatus

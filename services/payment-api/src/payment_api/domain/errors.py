@@ -46,9 +46,31 @@ class IdempotencyKeyReused(DomainError):
         super().__init__(f"Idempotency-Key {key!r} was first used for a different request")
 
 
+class Unauthenticated(DomainError):
+    """No bearer JWT, or one that does not verify."""
+
+
+class Forbidden(DomainError):
+    """The authenticated user may not act on what the request names."""
+
+
+class TooManyRequests(DomainError):
+    """A per-user limit: answered 429 with ``Retry-After``."""
+
+    def __init__(self, detail: str, *, retry_after_s: int, slug: str = "rate-limited") -> None:
+        self.retry_after_s = max(1, retry_after_s)
+        self.slug = slug
+        super().__init__(detail)
+
+
 class QueueTokenMissing(DomainError):
     def __init__(self) -> None:
-        super().__init__("a queue token is required (Authorization: Bearer or X-Queue-Token)")
+        super().__init__("a queue token is required (X-Queue-Token)")
+
+
+class QueueTokenNotYours(DomainError):
+    def __init__(self) -> None:
+        super().__init__("the queue token was issued to another user")
 
 
 class QueueTokenUnknown(DomainError):

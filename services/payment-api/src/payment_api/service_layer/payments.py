@@ -43,7 +43,8 @@ def pay(tx: UnitOfWork, caller: Caller, reservation_id: int, now: datetime) -> P
     """Charge once: the reservation and seat rows stay locked until the commit, so a second
     attempt waits and then finds the reservation confirmed (ReservationNotPayable)."""
     locked = tx.reservations.lock_for_payment(reservation_id)
-    if locked is None:
+    # Another user's reservation is answered as if it did not exist, and nothing is recorded.
+    if locked is None or locked.payable.owner_id != caller.user_id:
         raise NotFound("reservation", reservation_id)
     r = locked.payable
     reason = payment_obstacle(r, caller.user_id, now)

@@ -9,6 +9,7 @@ from payment_api.domain.errors import (
     NotFound,
     QueueTokenMissing,
     QueueTokenNotActive,
+    QueueTokenNotYours,
     QueueTokenUnknown,
 )
 from payment_api.domain.model import Caller, new_queue_token, token_id
@@ -32,24 +33,30 @@ def issue_token(uow: UnitOfWorkFactory, queue: RedisQueue, user_id: int) -> Issu
     return IssuedToken(token, tid, user_id, queue.enqueue(tid, user_id))
 
 
-def token_state(queue: RedisQueue, token: str) -> TokenState:
-    state = queue.state(token_id(token))
-    if state is None:
-        raise NotFound("queue token", "(given)")
+def token_state(queue: RedisQueue, tid: str, user_id: int) -> TokenState:
+    """The state of the user's token ``tid``; another user's token is unknown (404)."""
+    state = queue.state(tid)
+    if state is None or state.user_id != user_id:
+        raise NotFound("queue token", tid)
     return state
 
 
-def authorize(queue: RedisQueue, token: str | None) -> Caller:
-    """The caller behind an active token; raises for a missing, unknown or waiting one."""
+def authorize(queue: RedisQueue, token: str | None, user_id: int) -> Caller:
+    """``user_id`` acting with their active token; raises for a missing, unknown, waiting
+    token, or one issued to another user."""
     if not token:
         raise QueueTokenMissing()
     tid = token_id(token)
-    user_id = queue.active_user(tid)
-    if user_id is not None:
-        return Caller(user_id, tid)
-    state = queue.state(tid)
-    if state is None:
-        raise QueueTokenUnknown()
-    if state.position is None:  # became active between the two reads
-        return Caller(state.user_id, tid)
-    raise QueueTokenNotActive(state.position)
+    owner = queue.active_user(tid)
+    if owner is None:
+        state = queue.state(tid)
+        if state is None:
+            raise QueueTokenUnknown()
+        if state.user_id != user_id:
+            raise QueueTokenNotYours()
+        if state.position is not None:
+            raise QueueTokenNotActive(state.position)
+        owner = state.user_id  # became active between the two reads
+    if owner != user_id:
+        raise QueueTokenNotYours()
+    return Caller(user_id, tid)

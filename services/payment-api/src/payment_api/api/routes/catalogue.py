@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
+from fastapi.exceptions import RequestValidationError
 
 from payment_api.api import schemas
 from payment_api.api.dependencies import NowDep, ServicesDep
@@ -40,9 +41,22 @@ def seats(schedule_id: IdPath, svc: ServicesDep, now: NowDep) -> list[dict[str, 
 
 @router.get("/rankings/sold-out", response_model=list[schemas.SoldOutEntry], tags=["rankings"])
 def sold_out_ranking(
-    date: Annotated[dt.date, Query(description="concert date, YYYY-MM-DD")],
+    date: Annotated[
+        str,
+        Query(
+            description="concert date, YYYY-MM-DD",
+            pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+            json_schema_extra={"format": "date"},
+        ),
+    ],
     svc: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[dict[str, object]]:
+    try:  # only the calendar's dates: the pattern lets 2026-13-01 through
+        day = dt.date.fromisoformat(date)
+    except ValueError:
+        raise RequestValidationError(
+            [{"loc": ("query", "date"), "msg": "not a date of the calendar", "type": "date"}]
+        ) from None
     with svc.uow() as tx:
-        return catalogue.sold_out_ranking(tx, date, limit)
+        return catalogue.sold_out_ranking(tx, day, limit)

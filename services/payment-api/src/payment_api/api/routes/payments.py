@@ -14,9 +14,11 @@ from payment_api.api.dependencies import (
     ProblemDep,
     ServicesDep,
     TokenDep,
+    UserDep,
     caller,
     idempotency,
     respond,
+    write_allowed,
 )
 from payment_api.api.problems import payment_failure
 from payment_api.service_layer import idempotency as once
@@ -34,21 +36,25 @@ router = APIRouter(prefix="/v1/payments", tags=["payments"])
     response_model=schemas.Payment,
     responses={
         402: {"description": "not enough points (payment recorded as failed)"},
-        403: {"description": "token waiting, or the reservation is another user's"},
+        403: {"description": "queue token missing, unknown, waiting or another user's"},
+        404: {"description": "no such reservation of the authenticated user"},
         409: {"description": "reservation already paid or no longer held"},
         410: {"description": "the hold expired (payment recorded as failed)"},
+        429: {"description": "write rate over the user's limit"},
     },
 )
 def pay(
     body: schemas.PaymentRequest,
     request: Request,
+    user: UserDep,
     token: TokenDep,
     svc: ServicesDep,
     problem: ProblemDep,
     now: NowDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
-    payer = caller(svc, token)
+    write_allowed(svc, user)
+    payer = caller(svc, user, token)
     announced: list[PaymentSucceeded | PaymentFailed] = []
 
     def work(tx: UnitOfWork) -> once.Answer:

@@ -1,22 +1,45 @@
-"""POST /v1/queue/tokens, GET /v1/queue/tokens/{token}."""
+"""POST /v1/queue/tokens, GET /v1/queue/tokens/{token_id}: the authenticated user's tokens.
+
+A user has one token at a time: asking again replaces the previous one (it leaves the queue,
+or stops being active), and the new one joins at the back. So one caller cannot grow the queue.
+
+The path names a token by its public id (sha256 of the token), never by the token itself:
+URLs end up in access logs and in the server span's attributes.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Body, Path
 
 from payment_api.api import schemas
-from payment_api.api.dependencies import MAX_TOKEN_LENGTH, ServicesDep
-from payment_api.domain.model import TokenStatus, token_id
+from payment_api.api.dependencies import ServicesDep, UserDep, write_allowed
+from payment_api.domain.errors import Forbidden
+from payment_api.domain.model import TokenStatus
 from payment_api.service_layer import queue
 
 router = APIRouter(prefix="/v1/queue", tags=["queue"])
 
 
-@router.post("/tokens", status_code=201, response_model=schemas.TokenIssued)
-def issue_token(body: schemas.TokenRequest, svc: ServicesDep) -> schemas.TokenIssued:
-    issued = queue.issue_token(svc.uow, svc.queue, body.user_id)
+@router.post(
+    "/tokens",
+    status_code=201,
+    response_model=schemas.TokenIssued,
+    responses={
+        403: {"description": "the body names another user"},
+        429: {"description": "write rate over the user's limit"},
+    },
+)
+def issue_token(
+    user: UserDep,
+    svc: ServicesDep,
+    body: Annotated[schemas.TokenRequest | None, Body()] = None,
+) -> schemas.TokenIssued:
+    if body is not None and body.user_id != user.user_id:
+        raise Forbidden("a queue token is issued to the authenticated user only")
+    write_allowed(svc, user)
+    issued = queue.issue_token(svc.uow, svc.queue, user.user_id)
     return schemas.TokenIssued(
         token=issued.token,
         token_id=issued.token_id,
@@ -26,13 +49,19 @@ def issue_token(body: schemas.TokenRequest, svc: ServicesDep) -> schemas.TokenIs
     )
 
 
-@router.get("/tokens/{token}", response_model=schemas.TokenState)
+@router.get(
+    "/tokens/{token_id}",
+    response_model=schemas.TokenState,
+    responses={404: {"description": "no such token of the authenticated user"}},
+)
 def token_state(
-    token: Annotated[str, Path(min_length=1, max_length=MAX_TOKEN_LENGTH)], svc: ServicesDep
+    token_id: Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="sha256 hex")],
+    user: UserDep,
+    svc: ServicesDep,
 ) -> schemas.TokenState:
-    state = queue.token_state(svc.queue, token)
+    state = queue.token_state(svc.queue, token_id, user.user_id)
     return schemas.TokenState(
-        token_id=token_id(token),
+        token_id=token_id,
         user_id=state.user_id,
         status=state.status,
         position=state.position,
