@@ -18,28 +18,8 @@ READY_TIMEOUT=90
 die() { echo "k8s: $*" >&2; exit 1; }
 say() { echo "k8s: $*" >&2; }
 
-pid_of() {
-  local file="$RUN/$1.pid" pid
-  [[ -f $file ]] || return 1
-  pid="$(<"$file")"
-  if [[ $(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") == *"$1"* ]]; then echo "$pid"; else rm -f "$file"; return 1; fi
-}
-
-launch() {
-  local name=$1
-  shift
-  setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
-  echo $! >"$RUN/$name.pid"
-}
-
-wait_for() {
-  local name=$1 check=$2 deadline=$((SECONDS + READY_TIMEOUT))
-  until eval "$check"; do
-    pid_of "$name" >/dev/null || { tail -n 20 "$LOGS/$name.log" >&2; die "$name exited; log $LOGS/$name.log"; }
-    ((SECONDS < deadline)) || die "$name not ready in ${READY_TIMEOUT}s; log $LOGS/$name.log"
-    sleep 0.5
-  done
-}
+# shellcheck source=infra/procs.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../procs.sh"
 
 api_get() { curl -sf --cacert "$PKI/ca.crt" -H "Authorization: Bearer $(token)" "$API$1"; }
 token() { cut -d, -f1 "$PKI/tokens.csv"; }

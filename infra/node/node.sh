@@ -35,28 +35,8 @@ since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
 [[ $EUID == 0 ]] || die "needs root (bridge, nftables, containerd, kubelet)"
 
-pid_of() {
-  local file="$RUN/$1.pid" pid
-  [[ -f $file ]] || return 1
-  pid="$(<"$file")"
-  if [[ $(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") == *"$1"* ]]; then echo "$pid"; else rm -f "$file"; return 1; fi
-}
-
-launch() {
-  local name=$1
-  shift
-  setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
-  echo $! >"$RUN/$name.pid"
-}
-
-wait_for() {
-  local name=$1 check=$2 deadline=$((SECONDS + READY_TIMEOUT))
-  until eval "$check" >/dev/null 2>&1; do
-    pid_of "$name" >/dev/null || { tail -n 20 "$LOGS/$name.log" >&2; die "$name exited; log $LOGS/$name.log"; }
-    ((SECONDS < deadline)) || die "$name not ready in ${READY_TIMEOUT}s; log $LOGS/$name.log"
-    sleep 0.3
-  done
-}
+# shellcheck source=infra/procs.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../procs.sh"
 
 token() { sed -n "${1}p" "$PKI/tokens.csv" | cut -d, -f1; }
 api_get() { curl -sf --cacert "$PKI/ca.crt" -H "Authorization: Bearer $(token 1)" "$API$1"; }

@@ -1,0 +1,34 @@
+# shellcheck shell=bash
+# Background servers by pid file, shared by infra/k8s/k8s.sh and infra/node/node.sh.
+# The caller sets RUN (pid files), LOGS (log files) and READY_TIMEOUT, and defines die.
+
+# The pid of a running server; drops its pid file when the pid is gone or recycled.
+pid_of() {
+  local file="$RUN/$1.pid" pid
+  [[ -f $file ]] || return 1
+  pid="$(<"$file")"
+  if [[ $(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") == *"$1"* ]]; then echo "$pid"; else rm -f "$file"; return 1; fi
+}
+
+# Run a server in its own session, logging to its log file.
+launch() {
+  local name=$1
+  shift
+  setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+  local pid=$! tries=0
+  # Until the forked shell has exec'd, its command line is the caller's: pid_of would drop it.
+  while [[ $(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") != *"$name"* ]] && ((tries++ < 50)); do
+    sleep 0.05
+  done
+  echo "$pid" >"$RUN/$name.pid"
+}
+
+# Wait until the shell command $2 succeeds, failing as soon as server $1 has exited.
+wait_for() {
+  local name=$1 check=$2 deadline=$((SECONDS + READY_TIMEOUT))
+  until eval "$check" >/dev/null 2>&1; do
+    pid_of "$name" >/dev/null || { tail -n 20 "$LOGS/$name.log" >&2; die "$name exited; log $LOGS/$name.log"; }
+    ((SECONDS < deadline)) || die "$name not ready in ${READY_TIMEOUT}s; log $LOGS/$name.log"
+    sleep 0.3
+  done
+}
