@@ -30,18 +30,17 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from types import FrameType
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 from confluent_kafka import (
     Consumer,
     ConsumerGroupTopicPartitions,
-    KafkaError,
     KafkaException,
     TopicPartition,
 )
@@ -53,7 +52,12 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import text
-from ticketing_events.topics import CONSUMER_GROUPS, TOPIC_EVENTS, dlq_topic
+from ticketing_events.topics import (
+    CONSUMER_GROUPS,
+    TOPIC_EVENTS,
+    dlq_topic,
+    retry_while_settling,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/ is no package
 from stack import DATABASES, ROOT, Stack, StackError, infra_env
@@ -65,34 +69,9 @@ DATES = 3  # schedules per concert, on consecutive days
 POPULARITY = [1 / (n + 1) for n in range(CONCERTS)]
 
 Offsets = dict[tuple[str, int], int]
-T = TypeVar("T")
 
 
 # -- Kafka: end offsets and committed offsets ----------------------------------------------
-
-# Errors of a broker still settling: new topics electing their leaders, or, on a fresh broker,
-# the consumer offsets topic that the first group request creates and loads.
-SETTLING = {
-    KafkaError.NOT_LEADER_FOR_PARTITION,
-    KafkaError.LEADER_NOT_AVAILABLE,
-    KafkaError.NOT_COORDINATOR,
-    KafkaError.COORDINATOR_NOT_AVAILABLE,
-    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-    KafkaError.UNKNOWN_TOPIC_OR_PART,
-}
-
-
-def settled(call: Callable[[], T], timeout: float = 30.0) -> T:
-    """``call()``, repeated while the broker answers that it is still settling."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return call()
-        except KafkaException as exc:
-            err = exc.args[0]
-            if time.monotonic() > deadline or not (err.retriable() or err.code() in SETTLING):
-                raise
-            time.sleep(0.2)
 
 
 def raise_partition_error(tps: list[TopicPartition]) -> list[TopicPartition]:
@@ -133,7 +112,7 @@ class KafkaOffsets:
             futures = self.admin.list_offsets(wanted, request_timeout=10)
             return {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
 
-        return settled(call)
+        return retry_while_settling(call)
 
     def _reader(self, group: str) -> Consumer:
         with self._lock:
@@ -150,7 +129,9 @@ class KafkaOffsets:
     def committed(self, group: str, topics: Iterable[str]) -> Offsets:
         """The group's committed offsets (0 where it committed none)."""
         tps = self._tps(topics)
-        result = settled(lambda: raise_partition_error(self._reader(group).committed(tps, 10)))
+        result = retry_while_settling(
+            lambda: raise_partition_error(self._reader(group).committed(tps, 10))
+        )
         return {(tp.topic, tp.partition): max(tp.offset, 0) for tp in result}
 
     def move_to_end(self, group: str, topics: Iterable[str]) -> None:
@@ -158,7 +139,9 @@ class KafkaOffsets:
         topics = list(topics)
         request = ConsumerGroupTopicPartitions(group, self._tps(topics, self.ends(topics)))
         alter = self.admin.alter_consumer_group_offsets
-        settled(lambda: raise_partition_error(alter([request])[group].result().topic_partitions))
+        retry_while_settling(
+            lambda: raise_partition_error(alter([request])[group].result().topic_partitions)
+        )
 
     def close(self) -> None:
         with self._lock:

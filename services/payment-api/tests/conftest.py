@@ -10,7 +10,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -374,3 +374,21 @@ class RecordingPublisher:
 def publisher() -> RecordingPublisher:
     """A fake of the producer port (``publish`` returning once all are acknowledged)."""
     return RecordingPublisher()
+
+
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture
+def assert_problem() -> Callable[[Any, int, str], dict[str, Any]]:
+    """Check an answer is the problem+json of ``status`` and ``slug``; returns its body."""
+
+    def check(response: Any, status: int, slug: str) -> dict[str, Any]:
+        assert response.status_code == status, response.text
+        assert response.headers["content-type"] == PROBLEM
+        body: dict[str, Any] = response.json()
+        assert body["type"] == f"urn:ticketing:problem:{slug}"
+        assert body["status"] == status and body["title"] and body["detail"]
+        return body
+
+    return check

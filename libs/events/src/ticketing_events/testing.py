@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import redis
 from confluent_kafka import (
     Consumer,
-    KafkaError,
     KafkaException,
     Message,
     Producer,
@@ -43,20 +42,10 @@ from ticketing_events.schemas import (
     ReservationCreatedPayload,
 )
 from ticketing_events.settings import ConsumerSettings, KafkaSettings
-from ticketing_events.topics import dlq_topic, ensure_topics
+from ticketing_events.topics import dlq_topic, ensure_topics, retry_while_settling
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
-
-T = TypeVar("T")
-_TRANSIENT = {
-    KafkaError.NOT_LEADER_FOR_PARTITION,
-    KafkaError.LEADER_NOT_AVAILABLE,
-    KafkaError.NOT_COORDINATOR,
-    KafkaError.COORDINATOR_NOT_AVAILABLE,
-    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-    KafkaError.UNKNOWN_TOPIC_OR_PART,
-}
 
 
 def _partitions(consumer: Consumer, topic: str) -> list[int]:
@@ -66,22 +55,8 @@ def _partitions(consumer: Consumer, topic: str) -> list[int]:
     return sorted(meta.partitions)
 
 
-def _retrying(call: Callable[[], T], timeout: float = 30.0) -> T:
-    """Retry a broker call while Kafka says the error is temporary (a new topic electing its
-    leaders, the offsets topic being created on a fresh broker, ...)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return call()
-        except KafkaException as exc:
-            err = exc.args[0]
-            if time.monotonic() > deadline or not (err.retriable() or err.code() in _TRANSIENT):
-                raise
-            time.sleep(0.2)
-
-
 def _high_watermark(consumer: Consumer, tp: TopicPartition) -> int:
-    return int(_retrying(lambda: consumer.get_watermark_offsets(tp, timeout=10))[1])
+    return int(retry_while_settling(lambda: consumer.get_watermark_offsets(tp, timeout=10))[1])
 
 
 def end_offsets(bootstrap_servers: str, topics: Iterable[str]) -> dict[tuple[str, int], int]:
@@ -108,7 +83,7 @@ def start_group_at_end(
     consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": group})
     try:
         offsets = [TopicPartition(t, p, o) for (t, p), o in ends.items()]
-        _retrying(lambda: consumer.commit(offsets=offsets, asynchronous=False))
+        retry_while_settling(lambda: consumer.commit(offsets=offsets, asynchronous=False))
     finally:
         consumer.close()
     return ends
@@ -120,7 +95,7 @@ def committed_offsets(
     consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": group})
     try:
         tps = [TopicPartition(t, p) for t in topics for p in _partitions(consumer, t)]
-        committed = _retrying(lambda: consumer.committed(tps, timeout=10))
+        committed = retry_while_settling(lambda: consumer.committed(tps, timeout=10))
         return {(tp.topic, tp.partition): tp.offset for tp in committed}
     finally:
         consumer.close()

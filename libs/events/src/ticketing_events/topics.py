@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from ticketing_events.schemas import (
@@ -48,6 +49,33 @@ CONSUMER_GROUPS: dict[str, ConsumerGroup] = {
         ConsumerGroup("reservation-created-group", "seatlock-consumer", (RESERVATION_CREATED,)),
     )
 }
+
+
+T = TypeVar("T")
+
+# Errors of a broker still settling: new topics electing their leaders, or, on a fresh broker,
+# the consumer offsets topic that the first group request creates and loads.
+_SETTLING = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+}
+
+
+def retry_while_settling(call: Callable[[], T], timeout: float = 30.0) -> T:
+    """``call()``, repeated while the broker answers that it is still settling."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return call()
+        except KafkaException as exc:
+            err = exc.args[0]
+            if time.monotonic() > deadline or not (err.retriable() or err.code() in _SETTLING):
+                raise
+            time.sleep(0.2)
 
 
 def topic_for(event: type[Envelope] | Envelope) -> str:

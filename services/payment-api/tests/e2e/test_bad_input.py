@@ -6,17 +6,6 @@ import pytest
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.kafka]
 
-PROBLEM = "application/problem+json"
-
-
-def assert_problem(response, status: int, slug: str) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body = response.json()
-    assert body["type"] == f"urn:ticketing:problem:{slug}"
-    assert body["status"] == status and body["title"] and body["detail"]
-    return body
-
 
 @pytest.fixture
 def nothing_written(world):
@@ -37,14 +26,14 @@ def nothing_written(world):
         ([1], "body"),
     ],
 )
-def test_token_request_validation(api, nothing_written, body, field):
+def test_token_request_validation(api, nothing_written, body, field, assert_problem):
     response = api.http.post("/v1/queue/tokens", json=body, headers=api.user(1))
     problem = assert_problem(response, 422, "validation-error")
     assert field in [e["field"] for e in problem["errors"]]
     assert all(e["reason"] for e in problem["errors"])
 
 
-def test_malformed_json_is_a_validation_error(api, world):
+def test_malformed_json_is_a_validation_error(api, world, assert_problem):
     token = api.active_token(world.user())
     before = world.counts()
     response = api.http.post(
@@ -57,7 +46,7 @@ def test_malformed_json_is_a_validation_error(api, world):
     assert world.counts() == before
 
 
-def test_unknown_ids_are_404(api, world, nothing_written):
+def test_unknown_ids_are_404(api, world, nothing_written, assert_problem):
     ghost = api.user(2**52)  # a valid JWT of a user who does not exist
     assert_problem(api.http.post("/v1/queue/tokens", headers=ghost), 404, "not-found")
     assert_problem(api.http.get(f"/v1/queue/tokens/{'0' * 64}", headers=ghost), 404, "not-found")
@@ -86,13 +75,13 @@ def test_unknown_ids_are_404(api, world, nothing_written):
         (f"/v1/queue/tokens/{'x' * 600}", "token_id"),
     ],
 )
-def test_bad_paths_and_queries(api, nothing_written, path, field):
+def test_bad_paths_and_queries(api, nothing_written, path, field, assert_problem):
     problem = assert_problem(api.http.get(path, headers=api.user(1)), 422, "validation-error")
     assert field in [e["field"] for e in problem["errors"]]
 
 
 @pytest.mark.parametrize("amount", [0, -5, 1.5, "10", None, 10**12])
-def test_charge_validation(api, world, nothing_written, amount):
+def test_charge_validation(api, world, nothing_written, amount, assert_problem):
     user_id = world.user(points=3)
     response = api.charge(user_id, amount)
     problem = assert_problem(response, 422, "validation-error")
@@ -100,7 +89,9 @@ def test_charge_validation(api, world, nothing_written, amount):
     assert api.balance(user_id) == 3
 
 
-def test_missing_unknown_and_waiting_tokens(api, world, settings, serve, client_for):
+def test_missing_unknown_and_waiting_tokens(
+    api, world, settings, serve, client_for, assert_problem
+):
     _, _, seat_ids = world.schedule(seats=1)
     before = world.counts()
     me = world.user()
@@ -131,7 +122,7 @@ def test_missing_unknown_and_waiting_tokens(api, world, settings, serve, client_
     assert world.counts() == before
 
 
-def test_sale_not_open_and_taken_seat_are_409(api, world, nothing_written):
+def test_sale_not_open_and_taken_seat_are_409(api, world, nothing_written, assert_problem):
     from datetime import UTC, datetime, timedelta
 
     _, _, later = world.schedule(seats=1, sale_opened_at=datetime.now(UTC) + timedelta(days=1))
@@ -139,7 +130,7 @@ def test_sale_not_open_and_taken_seat_are_409(api, world, nothing_written):
     assert_problem(api.reserve(token, later[0]), 409, "sale-not-open")
 
 
-def test_idempotency_key_reuse_and_format(api, world):
+def test_idempotency_key_reuse_and_format(api, world, assert_problem):
     user_id = world.user(points=0)
     first = api.charge(user_id, 5, Idempotency_Key="charge-1")
     again = api.charge(user_id, 5, Idempotency_Key="charge-1")

@@ -13,17 +13,6 @@ from payment_api.auth import DEV_AUDIENCE, DEV_ISSUER, DEV_JWT_SECRET, mint_dev_
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.kafka]
 
-PROBLEM = "application/problem+json"
-
-
-def assert_problem(response, status: int, slug: str) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body = response.json()
-    assert body["type"] == f"urn:ticketing:problem:{slug}"
-    assert body["status"] == status and body["title"] and body["detail"]
-    return body
-
 
 def _b64(data: dict) -> str:
     return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
@@ -57,7 +46,7 @@ def bad_jwts(user_id: int) -> dict[str, str]:
     }
 
 
-def test_every_user_endpoint_needs_a_bearer_jwt(api, world):
+def test_every_user_endpoint_needs_a_bearer_jwt(api, world, assert_problem):
     user_id = world.user(points=10)
     _, _, seats = world.schedule(seats=1)
     before = world.counts()
@@ -82,7 +71,7 @@ def test_every_user_endpoint_needs_a_bearer_jwt(api, world):
 
 
 @pytest.mark.parametrize("case", list(bad_jwts(1)))
-def test_bad_jwts_are_401(api, world, case):
+def test_bad_jwts_are_401(api, world, case, assert_problem):
     user_id = world.user(points=10)
     token = bad_jwts(user_id)[case]
     before = world.counts()
@@ -98,14 +87,14 @@ def test_bad_jwts_are_401(api, world, case):
     assert api.balance(user_id) == 10
 
 
-def test_the_queue_token_is_not_a_bearer_jwt(api, world):
+def test_the_queue_token_is_not_a_bearer_jwt(api, world, assert_problem):
     user_id = world.user()
     token = api.active_token(user_id)
     response = api.http.post("/v1/reservations", json={"seat_id": 1}, headers=_h(token))
     assert_problem(response, 401, "unauthenticated")
 
 
-def test_user_x_cannot_act_for_user_y(api, world):
+def test_user_x_cannot_act_for_user_y(api, world, assert_problem):
     """The impersonation attempts of the issue: every one is refused and writes nothing."""
     x, y = world.users(2, points=5000)
     _, _, seats = world.schedule(seats=3, price=1000)
