@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 
 import pytest
 from confluent_kafka import KafkaException, Producer
+from opentelemetry import trace
 from ticketing_events.producer import DeliveryError, EventProducer, OutgoingMessage, is_fatal
 from ticketing_events.testing import read_from
 
@@ -50,3 +52,17 @@ def test_is_fatal_tells_the_errors_of_a_dead_client_from_the_others(kafka_bootst
     with pytest.raises(KafkaException) as dead:  # and the client refuses to produce any more
         producer.produce(small_topic, b"small")
     assert is_fatal(dead.value)
+
+
+def test_with_tracing_off_every_undelivered_message_fails_its_publish() -> None:
+    """The no-op tracer gives every message the same span object; each message is still
+    settled on its own, so a batch nobody acknowledged is reported whole."""
+    with socket.socket() as s:  # a port where no broker listens
+        s.bind(("127.0.0.1", 0))
+        nowhere = f"127.0.0.1:{s.getsockname()[1]}"
+    producer = EventProducer(nowhere, client_id="test", **{"message.timeout.ms": 1000})
+    producer._tracer = trace.NoOpTracer()
+    batch = [message("nowhere", 10) for _ in range(5)]
+    with pytest.raises(DeliveryError) as failed:
+        producer.publish(batch, timeout=10)
+    assert sorted(e for e, _ in failed.value.failures) == sorted(m.event_id for m in batch)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,14 +76,19 @@ def is_fatal(error: BaseException | KafkaError | None) -> bool:
 
 @dataclass
 class _Pending:
-    """The messages of one ``publish`` not settled yet (each by its span), and the failures."""
+    """The messages of one ``publish`` not settled yet (each by a key of its own), and the
+    failures."""
 
     open: dict[int, tuple[str, Span]] = field(default_factory=dict)
     failures: list[tuple[str, str]] = field(default_factory=list)
+    keys: Iterator[int] = field(default_factory=itertools.count)
 
     def add(self, event_id: str, span: Span) -> int:
-        self.open[id(span)] = (event_id, span)
-        return id(span)
+        # Not the span's id: with tracing off, every message gets the same no-op span object,
+        # and keying by it let one message's outcome settle a whole batch (lost events).
+        key = next(self.keys)
+        self.open[key] = (event_id, span)
+        return key
 
     def settle(self, key: int, error: str | None) -> Span | None:
         """The message's span, to end, unless it was settled already; records a failure."""
