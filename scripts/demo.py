@@ -617,7 +617,7 @@ def summary(
 
     console.print(groups_table(start, end, running, dead_letters=True))
     if "dataplatform-stub" in running:
-        got = httpx.get(f"{stack.stub_url}/admin/received").json()
+        got = httpx.get(f"{stack.stub_admin_url}/admin/received").json()
         console.print(
             f"data platform stand-in: received {got['received']:,} payments "
             f"({got['unique']:,} unique, {got['duplicates']:,} duplicates)"

@@ -240,6 +240,43 @@ def test_network_policies_allow_only_what_each_needs() -> None:
     assert all(rule.get("from") for rule in stub_rules)
 
 
+def test_the_stand_ins_admin_port_is_open_to_no_pod(profile: tuple[str, list[Manifest]]) -> None:
+    """The stand-in serves /admin/* (latency, errors, hangs, reset) on a port of its own: its
+    container and Service name it, but no ingress rule admits a pod to it and no pod's egress
+    reaches it; dataplatform-consumer gets the ingest port only."""
+    name, objects = profile
+    stub = f"{RELEASE}-dataplatform-stub"
+    deployment = of_kind(objects, "Deployment").get(stub)
+    if deployment is None:
+        assert name == "external"  # the real data platform instead
+        return
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert set(ports) == {"http", "admin"} and ports["http"] != ports["admin"]
+    env = env_of(deployment)
+    assert (env["DATAPLATFORM_STUB_PORT"], env["DATAPLATFORM_STUB_ADMIN_PORT"]) == (
+        str(ports["http"]),
+        str(ports["admin"]),
+    )
+    service_ports = {
+        p["name"]: p["targetPort"] for p in of_kind(objects, "Service")[stub]["spec"]["ports"]
+    }
+    assert service_ports == {"http": "http", "admin": "admin"}
+
+    policies = of_kind(objects, "NetworkPolicy")
+    rules = policies[stub]["spec"]["ingress"]
+    assert rules, "the ingest port admits its caller"
+    for rule in rules:
+        assert rule.get("from"), "a rule without peers admits every pod"
+        assert [p["port"] for p in rule["ports"]] == ["http"]
+    admin = {"admin", ports["admin"]}
+    for policy_name, policy in policies.items():
+        for rule in policy["spec"].get("egress") or []:
+            assert not admin & {p["port"] for p in rule.get("ports", [])}, policy_name
+    consumer = env_of(of_kind(objects, "Deployment")[f"{RELEASE}-dataplatform-consumer"])
+    assert consumer["DATAPLATFORM_URL"] == f"http://{stub}:{ports['http']}/payments"
+
+
 def test_no_port_open_to_every_pod(profile: tuple[str, list[Manifest]]) -> None:
     """An ingress rule without `from` admits every pod. Kubelet probes need none (probeFrom
     is empty by default); only payment-api, while networkPolicy.apiFrom is empty, has one."""
@@ -289,9 +326,12 @@ def test_payment_api_verifies_jwts_from_values_or_a_secret() -> None:
 
 
 def test_topics_are_replicated_except_on_one_broker() -> None:
+    """Writes (acks=all) need 2 of 3 replicas in sync; the kind profile's one broker, 1 of 1."""
     for name in ("default", "external", "hpa", "operator"):
         assert topics_job_arg(load(name), "--replication-factor") == "3", name
+        assert topics_job_arg(load(name), "--min-insync-replicas") == "2", name
     assert topics_job_arg(load("kind"), "--replication-factor") == "1"
+    assert topics_job_arg(load("kind"), "--min-insync-replicas") == "1"
 
 
 def test_in_cluster_infra_admits_the_release_only() -> None:

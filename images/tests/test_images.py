@@ -270,8 +270,12 @@ def test_load_generator_plays_a_round(migrated: dict[str, str]) -> None:
 def stub() -> Iterator[str]:
     """The data platform stand-in, answering /healthz; yields its base URL."""
     needs_image("dataplatform-stub")
-    port = free_port()
-    env = {"DATAPLATFORM_STUB_HOST": "127.0.0.1", "DATAPLATFORM_STUB_PORT": str(port)}
+    port, admin_port = free_port(), free_port()
+    env = {
+        "DATAPLATFORM_STUB_HOST": "127.0.0.1",
+        "DATAPLATFORM_STUB_PORT": str(port),
+        "DATAPLATFORM_STUB_ADMIN_PORT": str(admin_port),
+    }
     with running("dataplatform-stub", env, "serve") as container:
         url = f"http://127.0.0.1:{port}"
         container.wait_http(f"{url}/healthz")

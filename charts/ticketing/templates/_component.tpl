@@ -39,6 +39,10 @@ automountServiceAccountToken: {{ include "ticketing.apiToken" . }}
 - name: {{ . }}
   value: {{ $c.port | quote }}
 {{- end }}
+{{- with $c.adminPortEnv }}
+- name: {{ . }}
+  value: {{ $c.adminPort | quote }}
+{{- end }}
 - name: K8S_POD_NAME
   valueFrom:
     fieldRef:
@@ -165,6 +169,11 @@ spec:
             - name: http
               containerPort: {{ $c.port }}
               protocol: TCP
+            {{- with $c.adminPort }}
+            - name: admin
+              containerPort: {{ . }}
+              protocol: TCP
+            {{- end }}
           {{- end }}
           env:
             {{- include "ticketing.env" . | trim | nindent 12 }}
@@ -249,6 +258,13 @@ spec:
       port: {{ .c.port }}
       targetPort: http
       protocol: TCP
+    {{- with .c.adminPort }}
+    # No ingress rule admits a pod to it (kubectl port-forward reaches it).
+    - name: admin
+      port: {{ . }}
+      targetPort: admin
+      protocol: TCP
+    {{- end }}
 {{- end }}
 
 {{/* In-cluster infra pods (infra.enabled) and their ports, per dependency. */}}

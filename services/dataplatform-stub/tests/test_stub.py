@@ -51,6 +51,17 @@ def test_payments_are_recorded_once_per_key_and_duplicates_counted(stub):
     assert stub.received()["received"] == 0
 
 
+def test_admin_endpoints_are_served_on_the_admin_port_only(stub):
+    with httpx.Client() as client:
+        for method, path in (("GET", "/admin/received"), ("PUT", "/admin/knobs")):
+            assert client.request(method, f"{stub.base_url}{path}", json={}).status_code == 404
+        assert client.post(f"{stub.base_url}/admin/reset").status_code == 404
+        assert post(client, f"{stub.admin_url}/payments", "a") == 404
+        assert client.get(f"{stub.admin_url}/admin/received").status_code == 200
+        assert post(client, stub.payments_url, "a") == 201
+    assert stub.received()["unique"] == 1
+
+
 def test_bodies_are_kept_up_to_the_cap_and_every_key_still_dedupes():
     with running_stub(max_bodies=2) as stub, httpx.Client() as client:
         for key in ("a", "b", "c"):
@@ -78,9 +89,9 @@ def test_errors_are_injected_at_the_given_rate_and_can_be_turned_off(stub):
 
 
 def test_knobs_are_validated(stub):
-    response = httpx.put(f"{stub.base_url}/admin/knobs", json={"error_rate": 2})
+    response = httpx.put(f"{stub.admin_url}/admin/knobs", json={"error_rate": 2})
     assert response.status_code == 422
-    response = httpx.put(f"{stub.base_url}/admin/knobs", json={"nope": 1})
+    response = httpx.put(f"{stub.admin_url}/admin/knobs", json={"nope": 1})
     assert response.status_code == 422
     assert stub.knobs() == {"latency_ms": 0.0, "error_rate": 0.0, "hang_rate": 0.0}
 

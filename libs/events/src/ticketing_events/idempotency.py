@@ -6,7 +6,8 @@
 - SQL: ``claim`` (one event) and ``claim_many`` (a batch, one statement) insert processed-event
   rows in the caller's transaction; the effect commits or rolls back with it. ``claim_each``
   with a ``scope`` dedupes an effect on shared state across groups (replays).
-  ``ProcessedRetention`` prunes the rows older than a horizon far beyond the topics' retention.
+  ``ProcessedRetention`` prunes the rows older than a horizon far beyond the topics' retention,
+  of its groups and of their replays (``replay_group``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 DEFAULT_TTL_S = 7 * 24 * 3600  # longer than the topics' retention: a redelivery finds its key
+REPLAY_PREFIX = "replay-"
 
 log = structlog.get_logger("ticketing_events.idempotency")
 
@@ -196,23 +198,44 @@ class ProcessedRetentionSettings(BaseSettings):
     processed_prune_chunk: int = Field(default=10_000, ge=1)
 
 
+def replay_group(group: str, run: str) -> str:
+    """The consumer group of a replay of ``group``'s topics (``CONSUMER_GROUP`` of the replaying
+    consumer; ``run`` tells replays apart, e.g. a date). A group of its own, so it reads from
+    offsets of its own; ``group``'s consumers prune its processed-event rows with theirs, since
+    nothing runs under it once the replay is over."""
+    return f"{REPLAY_PREFIX}{group}-{run}"
+
+
 def prune_processed(
     engine: Engine, table: Table, groups: Iterable[str], before: datetime, limit: int
 ) -> int:
-    """Delete at most ``limit`` rows of ``groups`` claimed before ``before``, in one
-    transaction; returns how many. Rows another replica is deleting are skipped (PostgreSQL
-    ``SKIP LOCKED``), not waited for."""
-    from sqlalchemy import delete, select, tuple_
+    """Delete at most ``limit`` rows claimed before ``before`` of ``groups``, then of their
+    replays (``replay_group``), in one transaction; returns how many. Rows another replica is
+    deleting are skipped (PostgreSQL ``SKIP LOCKED``), not waited for."""
+    from sqlalchemy import ColumnElement, delete, or_, select, tuple_
 
-    old = (
-        select(table.c.consumer_group, table.c.event_id)
-        .where(table.c.consumer_group.in_(sorted(set(groups))), table.c.processed_at < before)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
+    names = sorted(set(groups))
     key = tuple_(table.c.consumer_group, table.c.event_id)
-    with engine.begin() as conn:
+
+    def prune(conn: Connection, of_groups: ColumnElement[bool], limit: int) -> int:
+        old = (
+            select(table.c.consumer_group, table.c.event_id)
+            .where(of_groups, table.c.processed_at < before)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
         return int(conn.execute(delete(table).where(key.in_(old))).rowcount)
+
+    # Replay groups are found by prefix, which the index may not narrow: only once the groups'
+    # own rows (found by name, through the index) leave room in this chunk.
+    replays = or_(
+        *(table.c.consumer_group.startswith(replay_group(g, ""), autoescape=True) for g in names)
+    )
+    with engine.begin() as conn:
+        deleted = prune(conn, table.c.consumer_group.in_(names), limit)
+        if deleted < limit:
+            deleted += prune(conn, replays, limit - deleted)
+        return deleted
 
 
 class ProcessedRetention:

@@ -1,4 +1,7 @@
-"""The stub's HTTP API: ``POST /payments`` records payments; ``/admin/*`` reads and steers it.
+"""The stub's two HTTP apps over one in-memory platform: the ingest API (``POST /payments``,
+what the data platform's clients call) and the admin API (``/admin/*``, which reads and steers
+the stub). They listen on separate ports, so a network policy can admit clients to the ingest
+port alone.
 
 Everything lives in memory, in one process and one event loop, so plain counters are safe.
 Memory: a count per idempotency key (for dedupe), and the bodies of the latest ``max_bodies``
@@ -88,7 +91,13 @@ class Platform:
         self.release = asyncio.Event()
 
 
-def create_app(knobs: Knobs, max_bodies: int) -> Starlette:
+@dataclass(frozen=True)
+class Apps:
+    ingest: Starlette  # /payments, /healthz
+    admin: Starlette  # /admin/*, /healthz
+
+
+def create_apps(knobs: Knobs, max_bodies: int) -> Apps:
     platform = Platform(knobs, max_bodies)
 
     async def receive_payment(request: Request) -> Response:
@@ -153,17 +162,24 @@ def create_app(knobs: Knobs, max_bodies: int) -> Starlette:
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
-    return Starlette(
+    health = Route("/healthz", healthz, methods=["GET"])
+    ingest = Starlette(
         routes=[
             Route("/payments", receive_payment, methods=["POST"]),
             Route("/payments/{key}", payment, methods=["GET"]),
+            health,
+        ]
+    )
+    admin = Starlette(
+        routes=[
             Route("/admin/received", received, methods=["GET"]),
             Route("/admin/reset", reset, methods=["POST"]),
             Route("/admin/knobs", get_knobs, methods=["GET"]),
             Route("/admin/knobs", put_knobs, methods=["PUT"]),
-            Route("/healthz", healthz, methods=["GET"]),
+            health,
         ]
     )
+    return Apps(ingest, admin)
 
 
 async def _hang(request: Request, release: asyncio.Event) -> None:

@@ -24,6 +24,8 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8090
+    # /admin/* (knobs, counters, reset) on a port of its own, closed to clients in the chart.
+    admin_port: int = 8091
     latency_ms: float = Field(default=0.0, ge=0)
     error_rate: float = Field(default=0.0, ge=0, le=1)
     hang_rate: float = Field(default=0.0, ge=0, le=1)

@@ -19,6 +19,7 @@ from payment_api.adapters.database import create_db_engine
 from payment_api.adapters.outbox import OutboxStore
 from payment_api.adapters.redis_queue import RedisQueue
 from payment_api.config import Settings
+from payment_api.migrations import SchemaVersion
 from payment_api.service_layer import housekeeping
 from payment_api.service_layer.activator import QueueActivator
 from payment_api.service_layer.background import BackgroundLoop
@@ -80,7 +81,11 @@ class Services:
     activator: QueueActivator | None
     # POST_PROCESSING=sync only: the post-payment steps the payment request runs itself.
     post_processing: InlinePostProcessing | None = None
+    schema_version: SchemaVersion = field(init=False)
     components: list[Component] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.schema_version = SchemaVersion(self.settings)
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.engine, after_commit=self.relay.notify if self.relay else _nothing)
@@ -97,17 +102,28 @@ class Services:
         self.redis.close()
         self.engine.dispose()
 
-    def ready(self) -> dict[str, bool]:
-        """Whether the database and Redis answer."""
-        checks = {"database": False, "redis": False}
+    def ready(self) -> dict[str, str | None]:
+        """Per check, why it is not ready (None: ready): the database answers, its schema is
+        at this code's migration head, Redis answers."""
+        checks: dict[str, str | None] = {
+            "database": "does not answer",
+            "migrations": "not checked: the database does not answer",
+            "redis": "does not answer",
+        }
         try:
             with self.engine.connect() as conn:
                 conn.execute(text("select 1"))
-            checks["database"] = True
+                checks["database"] = None
+                behind = self.schema_version.behind(conn)
+                checks["migrations"] = behind and f"{behind}: run `payment-api migrate`"
         except Exception as exc:
             log.warning("database not ready", error=str(exc)[:200])
+        else:
+            if behind:
+                log.warning("database schema behind the code", reason=behind)
         try:
-            checks["redis"] = self.queue.ping()
+            if self.queue.ping():
+                checks["redis"] = None
         except Exception as exc:
             log.warning("redis not ready", error=str(exc)[:200])
         return checks
@@ -157,6 +173,7 @@ def bootstrap(
             services.uow,
             outbox_retention_s=settings.outbox_retention_s,
             idempotency_retention_s=settings.idempotency_retention_s,
+            batch_size=settings.prune_batch_size,
         ),
         settings.outbox_prune_interval_s,
     )

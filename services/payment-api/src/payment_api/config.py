@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     outbox_prune_interval_s: float = Field(default=60.0, gt=0)
 
     idempotency_retention_s: int = Field(default=86400, gt=0)
+    # Rows per transaction when pruning the outbox and the idempotency keys.
+    prune_batch_size: int = Field(default=5000, gt=0)
 
     # Authentication (payment_api/auth.py): a JWT bearer token, user id = ``sub``. Keys by
     # precedence: a JWKS URL (an identity provider), a PEM public key, a shared HS256 secret.

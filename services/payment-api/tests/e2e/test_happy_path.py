@@ -89,7 +89,7 @@ def test_health_and_readiness(api):
     assert api.http.get("/healthz").json()["status"] == "ok"
     ready = api.http.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"database": True, "redis": True}
+    assert ready.json()["checks"] == {"database": True, "migrations": True, "redis": True}
 
 
 def test_catalogue_lists_concerts_schedules_and_free_seats(api, world):

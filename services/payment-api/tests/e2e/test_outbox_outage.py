@@ -16,6 +16,7 @@ from payment_api.bootstrap import bootstrap, build_producer, build_relay
 from payment_api.config import Settings
 from payment_api.service_layer import housekeeping
 from payment_api.service_layer.unit_of_work import UnitOfWork
+from sqlalchemy import text
 from ticketing_events.producer import DeliveryError, OutgoingMessage
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.kafka]
@@ -114,8 +115,66 @@ def test_housekeeping_prunes_published_rows_and_old_keys(settings, world, api):
             partial(UnitOfWork, engine),
             outbox_retention_s=86400,
             idempotency_retention_s=86400,
+            batch_size=5000,
         )
     finally:
         engine.dispose()
     assert world.scalar("select count(*) from outbox where event_id = :e", e=f"old-{user_id}") == 0
     assert world.scalar("select count(*) from idempotency_keys where user_id = :u", u=user_id) == 0
+
+
+class BatchCountingStore(OutboxStore):
+    """The real outbox store, noting how many rows each prune call deleted."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.batches: list[int] = []
+
+    def prune(self, published_before, limit):
+        deleted = super().prune(published_before, limit)
+        self.batches.append(deleted)
+        return deleted
+
+
+def test_housekeeping_prunes_a_backlog_in_bounded_batches(private_settings):
+    """More old rows than a batch holds: deleted a batch at a time until none is left; rows
+    unpublished, published recently and keys still fresh stay."""
+    batch, old_events, old_keys = 5, 23, 17
+    engine = create_db_engine(private_settings)
+    outbox_row = (
+        "insert into outbox (event_id, topic, key, event_type, schema_version, payload,"
+        " created_at, published_at) values (:e, 'payment.success', '1', 'payment.success',"
+        " '1.0', '{}', now() - interval '2 days', :published)"
+    )
+    key_row = (
+        "insert into idempotency_keys (user_id, key, fingerprint, created_at)"
+        " values (:u, :k, 'f', :created)"
+    )
+    with engine.begin() as conn:
+        old = conn.execute(text("select now() - interval '2 days'")).scalar_one()
+        now = conn.execute(text("select now()")).scalar_one()
+        rows = [{"e": f"old-{i}", "published": old} for i in range(old_events)]
+        rows += [{"e": "recent", "published": now}, {"e": "unpublished", "published": None}]
+        conn.execute(text(outbox_row), rows)
+        keys = [{"u": i % 3 + 1, "k": f"old-{i}", "created": old} for i in range(old_keys)]
+        keys += [{"u": 1, "k": "fresh", "created": now}]
+        conn.execute(text(key_row), keys)
+    store = BatchCountingStore(engine)
+    try:
+        pruned = housekeeping.prune(
+            store,
+            partial(UnitOfWork, engine),
+            outbox_retention_s=86400,
+            idempotency_retention_s=86400,
+            batch_size=batch,
+        )
+        with engine.connect() as conn:
+            events_left = set(conn.execute(text("select event_id from outbox")).scalars())
+            keys_left = set(conn.execute(text("select key from idempotency_keys")).scalars())
+    finally:
+        engine.dispose()
+    assert pruned == (old_events, old_keys)
+    assert events_left == {"recent", "unpublished"}
+    assert keys_left == {"fresh"}
+    assert len(store.batches) > 2 and max(store.batches) == batch
+    assert sum(store.batches) == old_events

@@ -138,10 +138,17 @@ class OutboxStore:
             with self._engine.begin() as conn:
                 conn.execute(_RELEASE, {"ids": list(ids)})
 
-    def prune(self, published_before: datetime) -> int:
+    def prune(self, published_before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` rows published before then, lowest ids first, in a
+        transaction of their own; the number deleted."""
+        batch = (
+            select(outbox.c.id)
+            .where(outbox.c.published_at < published_before)
+            .order_by(outbox.c.id)
+            .limit(limit)
+        )
         with self._engine.begin() as conn:
-            stmt = outbox.delete().where(outbox.c.published_at < published_before)
-            return conn.execute(stmt).rowcount
+            return conn.execute(outbox.delete().where(outbox.c.id.in_(batch))).rowcount
 
     def pending(self) -> int:
         """How many rows wait for Kafka."""

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from payment_api.adapters.tables import (
@@ -329,9 +329,16 @@ class IdempotencyRepository:
         params = {"uid": user_id, "k": key, "code": status_code, "body": body}
         self._conn.execute(_IDEMPOTENCY_REMEMBER, params)
 
-    def prune(self, before: datetime) -> int:
-        stmt = idempotency_keys.delete().where(idempotency_keys.c.created_at < before)
-        return self._conn.execute(stmt).rowcount
+    def prune(self, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` keys created before then, by primary key; the number."""
+        key = tuple_(idempotency_keys.c.user_id, idempotency_keys.c.key)
+        batch = (
+            select(idempotency_keys.c.user_id, idempotency_keys.c.key)
+            .where(idempotency_keys.c.created_at < before)
+            .order_by(idempotency_keys.c.user_id, idempotency_keys.c.key)
+            .limit(limit)
+        )
+        return self._conn.execute(idempotency_keys.delete().where(key.in_(batch))).rowcount
 
 
 class CatalogueQueries:

@@ -1,5 +1,7 @@
 """The OpenAPI document declares every answer an operation gives: each error status with its
-``application/problem+json`` body (RFC 9457), besides what the routes declare themselves."""
+``application/problem+json`` body (RFC 9457), besides what the routes declare themselves; and
+the links from an answer to the calls it enables (a client's path through the API, which
+schemathesis's stateful phase follows)."""
 
 from __future__ import annotations
 
@@ -49,6 +51,68 @@ DESCRIPTIONS = {
 }
 RETRY_AFTER = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
 UNMONITORED = {"/healthz"}  # answers 200 or nothing
+TOKEN = "header.x-queue-token"
+# (method, path, status) of an answer -> its links: name -> (method, path of the target,
+# its parameters and body from runtime expressions).
+LINKS: dict[tuple[str, str, str], dict[str, tuple[str, str, dict[str, Any]]]] = {
+    ("post", "/v1/queue/tokens", "201"): {
+        "TokenState": (
+            "get",
+            "/v1/queue/tokens/{token_id}",
+            {"parameters": {"token_id": "$response.body#/token_id"}},
+        ),
+        "ReserveWithToken": (
+            "post",
+            "/v1/reservations",
+            {"parameters": {TOKEN: "$response.body#/token"}},
+        ),
+    },
+    ("get", "/v1/concerts", "200"): {
+        "Schedules": (
+            "get",
+            "/v1/concerts/{concert_id}/schedules",
+            {"parameters": {"concert_id": "$response.body#/0/id"}},
+        ),
+    },
+    ("get", "/v1/concerts/{concert_id}/schedules", "200"): {
+        "Seats": (
+            "get",
+            "/v1/schedules/{schedule_id}/seats",
+            {"parameters": {"schedule_id": "$response.body#/0/id"}},
+        ),
+    },
+    ("get", "/v1/schedules/{schedule_id}/seats", "200"): {
+        "ReserveSeat": (
+            "post",
+            "/v1/reservations",
+            {"requestBody": {"seat_id": "$response.body#/0/id"}},
+        ),
+    },
+    ("post", "/v1/reservations", "201"): {
+        "Pay": (
+            "post",
+            "/v1/payments",
+            {
+                "parameters": {TOKEN: "$request.header.x-queue-token"},
+                "requestBody": {"reservation_id": "$response.body#/id"},
+            },
+        ),
+    },
+    ("get", "/v1/users/{user_id}/points", "200"): {
+        "Charge": (
+            "post",
+            "/v1/users/{user_id}/points/charge",
+            {"parameters": {"user_id": "$response.body#/user_id"}},
+        ),
+    },
+    ("post", "/v1/users/{user_id}/points/charge", "200"): {
+        "Balance": (
+            "get",
+            "/v1/users/{user_id}/points",
+            {"parameters": {"user_id": "$response.body#/user_id"}},
+        ),
+    },
+}
 
 
 def install(app: FastAPI) -> None:
@@ -65,6 +129,7 @@ def install(app: FastAPI) -> None:
 
 
 def complete(document: dict[str, Any]) -> None:
+    _add_links(document)
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     schemas["Problem"] = PROBLEM_SCHEMA
     for name in ("HTTPValidationError", "ValidationError"):
@@ -94,3 +159,13 @@ def complete(document: dict[str, Any]) -> None:
                         response["headers"] = RETRY_AFTER
                     if status == "401":
                         response["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
+
+
+def _add_links(document: dict[str, Any]) -> None:
+    paths = document["paths"]
+    for (method, path, status), links in LINKS.items():
+        response = paths[path][method]["responses"][status]
+        response["links"] = {
+            name: {"operationId": paths[target][target_method]["operationId"], **fields}
+            for name, (target_method, target, fields) in links.items()
+        }

@@ -1,4 +1,5 @@
-"""/healthz (the process answers) and /readyz (the database and Redis answer)."""
+"""/healthz (the process answers) and /readyz (the database and Redis answer, and the database
+schema is at the code's migration head)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ async def healthz() -> schemas.Health:
 
 @router.get("/readyz", response_model=schemas.Health, responses={503: {"description": "not ready"}})
 def readyz(svc: ServicesDep, problem: ProblemDep) -> schemas.Health | JSONResponse:
-    checks = svc.ready()
+    reasons = svc.ready()
+    checks = {name: reason is None for name, reason in reasons.items()}
     if all(checks.values()):
         return schemas.Health(status="ready", checks=checks)
-    down = ", ".join(name for name, ok in checks.items() if not ok)
-    return problem.response(503, "not-ready", "Not ready", f"unreachable: {down}", checks=checks)
+    detail = "; ".join(f"{name}: {reason}" for name, reason in reasons.items() if reason)
+    return problem.response(503, "not-ready", "Not ready", detail, checks=checks)
