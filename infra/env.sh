@@ -12,7 +12,13 @@ export KAFKA_VERSION="${KAFKA_VERSION:-$(sed -n 's:.*<kafka.version>\(.*\)</kafk
 export KAFKA_LIBS="${KAFKA_LIBS:-$TICKETING_CACHE/kafka-$KAFKA_VERSION/libs}"
 export KAFKA_PORT="${KAFKA_PORT:-9092}"
 export KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
-export KAFKA_BOOTSTRAP_SERVERS="${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:$KAFKA_PORT}"
+# KAFKA_BROKERS=3 runs a cluster of combined broker+controller nodes instead of one. Node N
+# (from 1) listens on KAFKA_PORT+2(N-1) for clients and KAFKA_CONTROLLER_PORT+2(N-1) for the
+# quorum (defaults: 9092/9093, 9094/9095, 9096/9097); the bootstrap list names every node.
+export KAFKA_BROKERS="${KAFKA_BROKERS:-1}"
+KAFKA_LOCAL_BOOTSTRAP="$(for ((n = 0; n < KAFKA_BROKERS; n++)); do printf ',127.0.0.1:%d' $((KAFKA_PORT + 2 * n)); done)"
+export KAFKA_LOCAL_BOOTSTRAP="${KAFKA_LOCAL_BOOTSTRAP#,}"
+export KAFKA_BOOTSTRAP_SERVERS="${KAFKA_BOOTSTRAP_SERVERS:-$KAFKA_LOCAL_BOOTSTRAP}"
 
 export REDIS_PORT="${REDIS_PORT:-6379}"
 export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:$REDIS_PORT/0}"

@@ -169,7 +169,8 @@ def wait_drained(stack: Stack, timeout: float = 120) -> None:
             committed = committed_offsets(bootstrap, stack.group_of(service), topics)
             if all(committed[tp] >= end for tp, end in ends.items()):
                 break
-            assert time.monotonic() < deadline, f"{service} did not drain"
+            lag = {tp: (committed[tp], end) for tp, end in ends.items() if committed[tp] < end}
+            assert time.monotonic() < deadline, f"{service} did not drain: (committed, end) {lag}"
             time.sleep(0.2)
 
 
@@ -183,15 +184,30 @@ def test_every_effect_of_a_batch_of_payments_happens_exactly_once(stack: Stack) 
         reservations.append(reserved.json()["reservation_id"])
     statuses = [fans.pay(fan, r).status_code for fan, r in enumerate(reservations)]
     assert statuses == [201] * paying + [402] * short
+    assert_every_effect_once(stack, fans, reservations, paying)
 
+
+def assert_every_effect_once(
+    stack: Stack,
+    fans: Fans,
+    reservations: list[int],
+    paying: int,
+    timeout: float = 120,
+    redelivered: bool = False,
+) -> None:
+    """Once the outbox and every group drained, each effect of the payments is there once.
+    Fan ``i`` reserved ``reservations[i]``; the first ``paying`` fans paid, the others were
+    one point short. ``redelivered``: faults may have sent a payment to the data platform
+    again (an event published twice), which its Idempotency-Key makes it drop."""
+    short = len(reservations) - paying
     engine = stack.engine()
     with engine.connect() as conn:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + timeout
         while conn.execute(text("select count(*) from outbox where published_at is null")).scalar():
             assert time.monotonic() < deadline, "outbox not drained"
             time.sleep(0.2)
             conn.commit()
-    wait_drained(stack)
+    wait_drained(stack, timeout)
 
     with engine.connect() as conn:
         # ranking: every sale counted once, and the schedule is not sold out (seats remain).
@@ -220,11 +236,11 @@ def test_every_effect_of_a_batch_of_payments_happens_exactly_once(stack: Stack) 
         )
     engine.dispose()
 
-    # data platform: each payment received once.
+    # data platform: each payment received once (at least once when redelivered).
     assert len(success_ids) == paying
     stub = httpx.Client(base_url=stack.stub_url)
-    for event_id in success_ids:
-        assert stub.get(f"/payments/{event_id}").json()["received"] == 1
+    received = [stub.get(f"/payments/{e}").json()["received"] for e in success_ids]
+    assert all(n >= 1 for n in received) if redelivered else received == [1] * paying
 
     # cleanup: holds released; tokens of the payers expired, of the short fans kept.
     r = redis.Redis.from_url(stack.env["REDIS_URL"])

@@ -10,13 +10,6 @@ from collections.abc import Sequence
 import pytest
 import structlog.testing
 from confluent_kafka import KafkaError, Message, Producer, TopicPartition
-from confluent_kafka.admin import (
-    AdminClient,
-    AlterConfigOpType,
-    ConfigEntry,
-    ConfigResource,
-    ResourceType,
-)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ticketing_events.consumer import ConsumerRuntime, Delivery, DeploymentError, each
@@ -28,6 +21,7 @@ from ticketing_events.testing import (
     end_offsets,
     payment_succeeded,
     read_from,
+    set_topic_config,
 )
 from ticketing_events.topics import dlq_topic, ensure_topics
 
@@ -309,15 +303,9 @@ def test_a_dead_letter_producer_that_failed_fatally_is_replaced(kafka_bootstrap,
     the idempotent producer. Once the topic takes it, a new producer must deliver it."""
     group = harness.group([SUCCESS])
     dlq = dlq_topic(SUCCESS, group)
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
 
     def max_message_bytes(n: int) -> None:
-        entry = ConfigEntry(
-            "max.message.bytes", str(n), incremental_operation=AlterConfigOpType.SET
-        )
-        resource = ConfigResource(ResourceType.TOPIC, dlq, incremental_configs=[entry])
-        for future in admin.incremental_alter_configs([resource]).values():
-            future.result(30)
+        set_topic_config(kafka_bootstrap, dlq, "max.message.bytes", str(n))
 
     max_message_bytes(1000)
     dlq_start = end_offsets(kafka_bootstrap, [dlq])

@@ -5,7 +5,13 @@ from pydantic import ValidationError
 from ticketing_events.consumer import backoff_delay
 from ticketing_events.schemas import EVENT_TYPES, PaymentSucceeded
 from ticketing_events.testing import payment_failed, payment_succeeded, reservation_created
-from ticketing_events.topics import CONSUMER_GROUPS, TOPIC_EVENTS, all_topics, dlq_topic
+from ticketing_events.topics import (
+    CONSUMER_GROUPS,
+    TOPIC_EVENTS,
+    all_topics,
+    dlq_topic,
+    redrive_topic,
+)
 
 
 @pytest.mark.parametrize("make", [payment_succeeded, payment_failed, reservation_created])
@@ -60,7 +66,8 @@ def test_registry_matches_the_design():
         "reservation-created-group": ("reservation.created",),
     }
     assert dlq_topic("payment.failed", "payment-compensator-group") in all_topics()
-    assert len(all_topics()) == 3 + 6
+    assert redrive_topic("payment.failed", "payment-compensator-group") in all_topics()
+    assert len(all_topics()) == 3 + 6 + 6
 
 
 def test_backoff_grows_exponentially_with_jitter_and_is_capped():

@@ -32,7 +32,7 @@ from ticketing_events.health import HealthServer
 from ticketing_events.producer import is_fatal, producer_config
 from ticketing_events.schemas import SUPPORTED_PREFIX, Envelope
 from ticketing_events.settings import ConsumerSettings, KafkaSettings
-from ticketing_events.topics import TOPIC_EVENTS, dlq_topic
+from ticketing_events.topics import TOPIC_EVENTS, dlq_topic, redrive_topic
 
 _logger = logging.getLogger("ticketing_events.consumer")
 log = structlog.get_logger(_logger.name)
@@ -138,6 +138,7 @@ class _Item:
     dead_letter: tuple[DeadLetterReason, str] | None = None
     attempts: int = 0
     done: bool = False  # the handler finished it
+    shrink: int = 0  # how much its dead letter leaves out to fit the topic (_SHRINK)
 
 
 def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
@@ -176,6 +177,11 @@ class ConsumerRuntime:
         self._handlers = {cls.TYPE: h for cls, h in handlers.items()}
         self._models = {t: cls for t, cls in TOPIC_EVENTS.items() if cls.TYPE in self._handlers}
         self.topics = list(self._models)
+        # Each topic read, with the registry topic it carries: itself, or the source of this
+        # group's redrive topic (its dead letters sent back by ``ticketing-dlq redrive``).
+        self._source = {t: t for t in self.topics} | {
+            redrive_topic(t, group): t for t in self.topics
+        }
         self._outage_errors: tuple[type[BaseException], ...] = (*outage_errors, DeploymentError)
         self._tracer = trace.get_tracer("ticketing_events.consumer") if tracing_enabled else None
         self._span_attributes = {
@@ -202,6 +208,7 @@ class ConsumerRuntime:
                 "partition.assignment.strategy": "cooperative-sticky",
                 "session.timeout.ms": self.settings.session_timeout_ms,
                 "max.poll.interval.ms": self.settings.max_poll_interval_ms,
+                "topic.metadata.refresh.interval.ms": self.settings.metadata_refresh_ms,
                 "error_cb": self._on_error,
                 "on_commit": self._on_commit,
                 "logger": logging.getLogger("librdkafka"),
@@ -230,8 +237,16 @@ class ConsumerRuntime:
                 self.settings.health_host, self.settings.health_port, self.is_live, self.is_ready
             )
             self._health.start()
+        # The redrive topics by pattern: a group whose redrive topic was never created (ad hoc
+        # groups) subscribes to nothing there, where a missing name would be an error.
+        redrive = [
+            "^" + redrive_topic(t, self.group).replace(".", "\\.") + "$" for t in self.topics
+        ]
         self._consumer.subscribe(
-            self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+            self.topics + redrive,
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
         )
         log.info("consumer started", group=self.group, topics=self.topics)
         try:
@@ -338,7 +353,7 @@ class ConsumerRuntime:
                 },
             )
         item = _Item(message, topic, partition, offset, span)
-        model = self._models.get(topic)
+        model = self._models.get(self._source.get(topic, ""))
         if model is None:
             item.dead_letter = (DeadLetterReason.UNKNOWN_TOPIC, f"no handler for topic {topic}")
             return item
@@ -537,39 +552,89 @@ class ConsumerRuntime:
             return
 
     def _dead_letter(self, items: list[_Item]) -> None:
-        """Publish to the dead-letter topics and wait for Kafka's acknowledgement."""
-        failures: list[str] = []
+        """Publish to the dead-letter topics and wait for Kafka's acknowledgement.
 
-        def on_delivery(err: KafkaError | None, _: Message) -> None:
-            if err is not None:
+        A record the topic refuses as too large is published again with less of the original
+        (``_SHRINK``): a dead letter that never fits would stall its partition for good. The
+        original stays where ``dlq.original.*`` points, to be fetched from there.
+        """
+        for item in items:  # each attempt starts from the whole record
+            item.shrink = 0
+        pending = items
+        while pending:
+            pending = self._publish_dead_letters(pending)
+
+    def _publish_dead_letters(self, items: list[_Item]) -> list[_Item]:
+        """Publish ``items``' dead letters; return those refused as too large, shrunk further.
+        Any other failure raises."""
+        failures: list[str] = []
+        too_large: list[_Item] = []
+
+        def refused(item: _Item, err: KafkaError) -> None:
+            if err.code() == KafkaError.MSG_SIZE_TOO_LARGE and item.shrink < len(_SHRINK):
+                item.shrink += 1
+                too_large.append(item)
+            else:
                 failures.append(str(err))
 
         for item in items:
             assert item.dead_letter is not None
-            reason, detail = item.dead_letter
-            headers: tracing.Headers = [
-                (k, v) for k, v in _header_map(item.message).items() if not k.startswith("dlq.")
-            ]
-            headers += [
-                ("dlq.reason", reason.value.encode()),
-                ("dlq.error", detail.encode(errors="backslashreplace")),
-                ("dlq.attempts", str(item.attempts).encode()),
-                ("dlq.group", self.group.encode()),
-                ("dlq.original.topic", item.topic.encode()),
-                ("dlq.original.partition", str(item.partition).encode()),
-                ("dlq.original.offset", str(item.offset).encode()),
-                ("dlq.failed_at", datetime.now(UTC).isoformat().encode()),
-            ]
-            self._dlq.produce(
-                dlq_topic(item.topic, self.group),
-                value=item.message.value(),
-                key=item.message.key(),
-                headers=headers,
-                on_delivery=on_delivery,
-            )
+            value, key, headers = self._dead_letter_record(item)
+
+            def on_delivery(err: KafkaError | None, _: Message, item: _Item = item) -> None:
+                if err is not None:
+                    refused(item, err)
+
+            try:
+                self._dlq.produce(
+                    dlq_topic(self._source[item.topic], self.group),
+                    value=value,
+                    key=key,
+                    headers=headers,
+                    on_delivery=on_delivery,
+                )
+            except KafkaException as exc:  # over the producer's own message.max.bytes
+                if exc.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE:
+                    raise
+                refused(item, exc.args[0])
         remaining = self._dlq.flush(30)
         if failures or remaining:
             raise KafkaException(f"dead-letter publish failed: {failures or remaining}")
+        return too_large
+
+    def _dead_letter_record(
+        self, item: _Item
+    ) -> tuple[bytes | None, bytes | None, tracing.Headers]:
+        """Value, key and headers of ``item``'s dead letter, less what ``item.shrink`` drops."""
+        assert item.dead_letter is not None
+        reason, detail = item.dead_letter
+        dropped = _SHRINK[item.shrink - 1] if item.shrink else ()
+        headers: tracing.Headers = []
+        if "headers" not in dropped:
+            headers += [
+                (k, v) for k, v in _header_map(item.message).items() if not k.startswith("dlq.")
+            ]
+        headers += [
+            ("dlq.reason", reason.value.encode()),
+            ("dlq.error", detail.encode(errors="backslashreplace")),
+            ("dlq.attempts", str(item.attempts).encode()),
+            ("dlq.group", self.group.encode()),
+            ("dlq.original.topic", item.topic.encode()),
+            ("dlq.original.partition", str(item.partition).encode()),
+            ("dlq.original.offset", str(item.offset).encode()),
+            ("dlq.failed_at", datetime.now(UTC).isoformat().encode()),
+        ]
+        value = item.message.value()
+        if dropped:
+            headers += [
+                ("dlq.truncated", ",".join(dropped).encode()),
+                ("dlq.original.bytes", str(len(value or b"")).encode()),
+            ]
+        return (
+            None if "value" in dropped else value,
+            None if "key" in dropped else item.message.key(),
+            headers,
+        )
 
     # -- offsets and rebalancing ----------------------------------------------------------
 
@@ -739,6 +804,11 @@ class ConsumerRuntime:
             item.span.set_attribute("messaging.dead_letter.reason", reason.value)
             item.span.set_status(Status(StatusCode.ERROR, detail))
         item.span.end()
+
+
+# What a dead letter too large for its topic leaves out, step by step: the value, then also
+# the key and the original headers (dlq.* headers stay, so the original can be fetched).
+_SHRINK: tuple[tuple[str, ...], ...] = (("value",), ("value", "key", "headers"))
 
 
 class _Abandoned(Exception):

@@ -31,4 +31,17 @@ class ConsumerSettings(BaseSettings):
     liveness_stale_s: float = 60.0
     auto_offset_reset: str = "earliest"
     session_timeout_ms: int = 45000
+    # How soon a topic created after the consumer started (the chart's topic hook runs after
+    # the Pods) is found: librdkafka's default is five minutes.
+    metadata_refresh_ms: int = 10000
     max_poll_interval_ms: int = 300000
+
+
+class TopicSettings(BaseSettings):
+    """``TOPIC_*``: how ``ensure_topics`` replicates the topics it creates. Unset, replication
+    follows the cluster's size (up to 3) and ``min.insync.replicas`` is one less (at least 1)."""
+
+    model_config = SettingsConfigDict(env_prefix="TOPIC_", extra="ignore")
+
+    replication_factor: int | None = None
+    min_insync_replicas: int | None = None

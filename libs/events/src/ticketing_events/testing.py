@@ -42,7 +42,7 @@ from ticketing_events.schemas import (
     ReservationCreatedPayload,
 )
 from ticketing_events.settings import ConsumerSettings, KafkaSettings
-from ticketing_events.topics import dlq_topic, ensure_topics, retry_while_settling
+from ticketing_events.topics import dlq_topic, ensure_topics, redrive_topic, retry_while_settling
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -101,6 +101,23 @@ def committed_offsets(
         consumer.close()
 
 
+def set_topic_config(bootstrap_servers: str, topic: str, name: str, value: str) -> None:
+    """Set one config of ``topic`` on the broker, e.g. a small ``max.message.bytes``."""
+    from confluent_kafka.admin import (  # type: ignore[attr-defined]
+        AdminClient,
+        AlterConfigOpType,
+        ConfigEntry,
+        ConfigResource,
+        ResourceType,
+    )
+
+    entry = ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)
+    resource = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[entry])
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    for future in admin.incremental_alter_configs([resource]).values():
+        future.result(30)
+
+
 def read_from(
     bootstrap_servers: str,
     start: dict[tuple[str, int], int],
@@ -138,11 +155,13 @@ class Harness:
         self.prefix = f"test-{uuid.uuid4().hex[:10]}:"
         self.groups: list[str] = []
 
-    def group(self, topics: Sequence[str]) -> str:
-        """A fresh group that starts at the topics' ends, with its dead-letter topics."""
+    def group(self, topics: Sequence[str], *, redrive: bool = False) -> str:
+        """A fresh group that starts at the topics' ends, with its dead-letter topics (and its
+        redrive topics when ``redrive``)."""
         group = f"test-{uuid.uuid4().hex[:10]}"
         start_group_at_end(self.bootstrap, group, topics)
-        ensure_topics(self.bootstrap, [dlq_topic(t, group) for t in topics])
+        extra = [redrive_topic(t, group) for t in topics] if redrive else []
+        ensure_topics(self.bootstrap, [dlq_topic(t, group) for t in topics] + extra)
         self.groups.append(group)
         return group
 
@@ -201,7 +220,8 @@ class Harness:
 
         def caught_up() -> bool:
             committed = committed_offsets(self.bootstrap, group, topics)
-            return all(committed[tp] >= end for tp, end in ends.items())
+            # An empty partition is consumed with no offset committed.
+            return all(committed[tp] >= end for tp, end in ends.items() if end > 0)
 
         self.wait_until(caught_up, timeout, what=f"{group} to consume {list(topics)}")
 
@@ -293,95 +313,182 @@ class RedisServer:
 
 
 class KafkaServer:
-    """A single-node KRaft Kafka (broker and controller) of this test alone, on free loopback
-    ports, its data under ``data_dir``: a fresh broker, without topics or consumer groups.
+    """A KRaft Kafka of this test alone, on free loopback ports, its data under ``data_dir``:
+    a fresh cluster, without topics or consumer groups. One node (broker and controller) by
+    default; ``nodes=3`` runs three such nodes, a controller quorum of three whose topics
+    default to 3 replicas with 2 in sync, as infra/infra.sh does with ``KAFKA_BROKERS=3``.
+    ``kill(n)`` and ``start_node(n)`` crash and bring back node ``n`` (from 1).
 
     Runs ``kafka.Kafka`` from the jars of ``$KAFKA_LIBS`` (make infra-install), as
-    infra/infra.sh does; the broker's output goes to ``data_dir/kafka.log``.
+    infra/infra.sh does; a node's output goes to ``kafka.log`` in its directory
+    (``data_dir``, or ``data_dir/node-<n>`` for a cluster).
     """
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, nodes: int = 1) -> None:
         java = shutil.which("java")
         libs = os.environ.get("KAFKA_LIBS", "")
         if java is None or not libs or not Path(libs).is_dir():
             raise RuntimeError("java or the Kafka jars ($KAFKA_LIBS) missing (make infra-install)")
-        # C1-only JIT and serial GC: a small broker that starts fast.
-        self.java = [java, "-Xmx512m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-cp"]
+        # C1-only JIT and serial GC: a small broker that starts fast; a cluster's three share
+        # the machine, so each gets less heap.
+        heap = "-Xmx512m" if nodes == 1 else "-Xmx384m"
+        self.java = [java, heap, "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-cp"]
         self.java.append(f"{libs}/*")
         self.data_dir = data_dir
-        self.port, self.controller_port = _free_port(), _free_port()
-        self.bootstrap = f"127.0.0.1:{self.port}"
-        self.log = data_dir / "kafka.log"
-        self.process: subprocess.Popen[bytes] | None = None
+        self.nodes = nodes
+        self.ports = {n: _free_port() for n in self.node_ids}
+        self.controller_ports = {n: _free_port() for n in self.node_ids}
+        self.port, self.controller_port = self.ports[1], self.controller_ports[1]
+        self.bootstrap = ",".join(f"127.0.0.1:{p}" for p in self.ports.values())
+        self.log = self.node_dir(1) / "kafka.log"
+        self.processes: dict[int, subprocess.Popen[bytes]] = {}
 
-    def config(self) -> str:
-        broker, controller = f"127.0.0.1:{self.port}", f"127.0.0.1:{self.controller_port}"
+    @property
+    def node_ids(self) -> range:
+        return range(1, self.nodes + 1)
+
+    def node_dir(self, node: int) -> Path:
+        return self.data_dir if self.nodes == 1 else self.data_dir / f"node-{node}"
+
+    def config(self, node: int = 1) -> str:
+        broker = f"127.0.0.1:{self.ports[node]}"
+        controller = f"127.0.0.1:{self.controller_ports[node]}"
+        quorum = ",".join(f"127.0.0.1:{p}" for p in self.controller_ports.values())
+        replicas = min(self.nodes, 3)
+        in_sync = max(replicas - 1, 1)
         return "\n".join(
             [
                 "process.roles=broker,controller",
-                "node.id=1",
-                f"controller.quorum.bootstrap.servers={controller}",
+                f"node.id={node}",
+                f"controller.quorum.bootstrap.servers={quorum}",
                 f"listeners=PLAINTEXT://{broker},CONTROLLER://{controller}",
                 f"advertised.listeners=PLAINTEXT://{broker},CONTROLLER://{controller}",
                 "controller.listener.names=CONTROLLER",
                 "inter.broker.listener.name=PLAINTEXT",
                 "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-                f"log.dirs={self.data_dir / 'data'}",
+                f"log.dirs={self.node_dir(node) / 'data'}",
                 "auto.create.topics.enable=false",
-                "offsets.topic.replication.factor=1",
-                "transaction.state.log.replication.factor=1",
-                "transaction.state.log.min.isr=1",
-                "share.coordinator.state.topic.replication.factor=1",
-                "share.coordinator.state.topic.min.isr=1",
+                f"default.replication.factor={replicas}",
+                f"min.insync.replicas={in_sync}",
+                f"offsets.topic.replication.factor={replicas}",
+                f"transaction.state.log.replication.factor={replicas}",
+                f"transaction.state.log.min.isr={in_sync}",
+                f"share.coordinator.state.topic.replication.factor={replicas}",
+                f"share.coordinator.state.topic.min.isr={in_sync}",
                 "group.initial.rebalance.delay.ms=0",
                 "",
             ]
         )
 
     def start(self, timeout: float = 120.0) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        conf = self.data_dir / "server.properties"
-        conf.write_text(self.config())
-        with self.log.open("ab") as log:
-            if not (self.data_dir / "data" / "meta.properties").exists():  # else a restart
-                format_storage = [*self.java, "kafka.tools.StorageTool", "format", "--standalone"]
+        """Start every node (formatting their storage the first time); wait until the cluster's
+        metadata lists every broker."""
+        for node in self.node_ids:
+            self.node_dir(node).mkdir(parents=True, exist_ok=True)
+            (self.node_dir(node) / "server.properties").write_text(self.config(node))
+        if not (self.node_dir(1) / "data" / "meta.properties").exists():  # else a restart
+            self._format()
+        for node in self.node_ids:
+            self._launch(node)
+        self._wait(self.answers, timeout, self.node_ids)
+
+    def _format(self) -> None:
+        """One node: a standalone quorum; a cluster: one cluster id and every node an initial
+        controller (``id@host:port:directory-id``)."""
+        cluster = ["-t", _random_uuid()]
+        if self.nodes == 1:
+            quorum = ["--standalone"]
+        else:
+            voters = ",".join(
+                f"{n}@127.0.0.1:{self.controller_ports[n]}:{_random_uuid()}" for n in self.node_ids
+            )
+            quorum = ["--initial-controllers", voters]
+        for node in self.node_ids:
+            conf = str(self.node_dir(node) / "server.properties")
+            with (self.node_dir(node) / "kafka.log").open("ab") as log:
                 subprocess.run(
-                    [*format_storage, "-t", _cluster_id(), "-c", str(conf)],
+                    [
+                        *self.java,
+                        "kafka.tools.StorageTool",
+                        "format",
+                        *quorum,
+                        *cluster,
+                        "-c",
+                        conf,
+                    ],
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     check=True,
                 )
-            self.process = subprocess.Popen(
+
+    def _launch(self, node: int) -> None:
+        conf = self.node_dir(node) / "server.properties"
+        with (self.node_dir(node) / "kafka.log").open("ab") as log:
+            self.processes[node] = subprocess.Popen(
                 [*self.java, "kafka.Kafka", str(conf)], stdout=log, stderr=subprocess.STDOUT
             )
+
+    def _wait(self, ready: Callable[[], bool], timeout: float, nodes: Iterable[int]) -> None:
+        """Until ``ready()``; stop everything and fail when one of ``nodes`` exits or time is up."""
         deadline = time.monotonic() + timeout
-        while not self.answers():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                tail = "\n".join(self.log.read_text(errors="replace").splitlines()[-20:])
-                raise RuntimeError(f"Kafka on port {self.port} did not start:\n{tail}")
+        while not ready():
+            for node in nodes:
+                if self.processes[node].poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    log = self.node_dir(node) / "kafka.log"
+                    tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+                    raise RuntimeError(f"Kafka node {node} ({self.ports[node]}) not up:\n{tail}")
             time.sleep(0.2)
 
-    def answers(self) -> bool:
-        """Whether the broker listens and answers a metadata request."""
+    def brokers(self) -> set[int]:
+        """The ids of the brokers in the cluster's metadata (registered and not fenced);
+        empty when no node answers."""
         from confluent_kafka.admin import AdminClient
 
+        listening = [p for p in self.ports.values() if _listens(p)]
+        if not listening:  # a client would retry (and log) in the background until collected
+            return set()
+        admin = AdminClient({"bootstrap.servers": ",".join(f"127.0.0.1:{p}" for p in listening)})
         try:
-            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-            AdminClient({"bootstrap.servers": self.bootstrap}).list_topics(timeout=5)
-        except (OSError, KafkaException):
-            return False
-        return True
+            return set(admin.list_topics(timeout=5).brokers)
+        except KafkaException:
+            return set()
+
+    def answers(self) -> bool:
+        """Whether every broker is in the cluster's metadata."""
+        return self.brokers() == set(self.node_ids)
+
+    def kill(self, node: int) -> None:
+        """SIGKILL node ``node``: a crash, no controlled shutdown."""
+        process = self.processes.pop(node)
+        process.kill()
+        process.wait()
+
+    def start_node(self, node: int, timeout: float = 120.0) -> None:
+        """Start node ``node`` again; wait until its broker is back in the metadata (it may
+        still be catching up its replicas)."""
+        self._launch(node)
+        self._wait(lambda: node in self.brokers(), timeout, [node])
 
     def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
+        """SIGTERM every node at once (a cluster's last node alone would wait for a quorum)."""
+        for process in self.processes.values():
+            process.terminate()
+        for process in self.processes.values():
             try:
-                self.process.wait(30)
+                process.wait(30)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-            self.process = None
+                process.kill()
+                process.wait()
+        self.processes.clear()
+
+
+def _listens(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
 
 
 def _free_port() -> int:
@@ -390,13 +497,13 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _cluster_id() -> str:
-    """A random UUID in URL-safe base64, as ``StorageTool random-uuid`` prints; one that
-    starts with a dash would read as an option."""
+def _random_uuid() -> str:
+    """A random Kafka UUID (cluster or directory id) in URL-safe base64, as ``StorageTool
+    random-uuid`` prints; one that starts with a dash would read as an option."""
     while True:
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-        if not cluster_id.startswith("-"):
-            return cluster_id
+        value = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not value.startswith("-"):
+            return value
 
 
 class TcpProxy:
