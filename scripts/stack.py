@@ -100,6 +100,7 @@ class Stack:
         api_port: int = 8000,
         health_port: int = 8181,
         stub_port: int = 8190,
+        stub_admin_port: int = 8191,
         schema: str = "demo",
         redis_prefix: str = "demo:",
         group_prefix: str = "",
@@ -118,6 +119,7 @@ class Stack:
         self.api_port = api_port
         self.health_port = health_port
         self.stub_port = stub_port
+        self.stub_admin_port = stub_admin_port
         self.schema = schema
         self.redis_prefix = redis_prefix
         # Tests run the consumers in groups of their own: ``<group_prefix><registry group>``.
@@ -138,6 +140,11 @@ class Stack:
     def stub_url(self) -> str:
         """The stand-in data platform; the consumer POSTs to ``/payments``."""
         return f"http://127.0.0.1:{self.stub_port}"
+
+    @property
+    def stub_admin_url(self) -> str:
+        """The stand-in's ``/admin/*`` (counters, knobs, reset), on a port of its own."""
+        return f"http://127.0.0.1:{self.stub_admin_port}"
 
     @property
     def sqlite_path(self) -> Path:
@@ -201,11 +208,23 @@ class Stack:
             f"{self.stub_url}/healthz",
             DATAPLATFORM_STUB_HOST="127.0.0.1",
             DATAPLATFORM_STUB_PORT=str(self.stub_port),
+            DATAPLATFORM_STUB_ADMIN_PORT=str(self.stub_admin_port),
         )
         return [api, stub, *consumers]
 
     def installed(self, name: str) -> bool:
-        return (self.bin_dir / name).is_file()
+        return self.script(name).is_file()
+
+    def script(self, name: str) -> Path:
+        """The console script of process ``name``; instance ``<name>@<n>`` runs ``name``'s."""
+        return self.bin_dir / name.split("@", 1)[0]
+
+    def instance(self, name: str, n: int, health_port: int) -> Process:
+        """Instance ``n`` (2, 3, ...) of consumer ``name``: the same group, its own health port
+        and its own pid and log files (``<name>@<n>``); start it with ``start``."""
+        (first,) = [p for p in self.processes() if p.name == name]
+        env = {**first.env, "CONSUMER_HEALTH_PORT": str(health_port)}
+        return Process(f"{name}@{n}", first.args, f"http://127.0.0.1:{health_port}/readyz", env)
 
     def log_path(self, name: str) -> Path:
         return self.state_dir / f"{name}.log"
@@ -226,7 +245,7 @@ class Stack:
         except (FileNotFoundError, ValueError):
             path.unlink(missing_ok=True)
             return None
-        if str(self.bin_dir / name).encode() not in cmdline:
+        if str(self.script(name)).encode() not in cmdline:
             path.unlink(missing_ok=True)
             return None
         return pid
@@ -319,10 +338,10 @@ class Stack:
             raise
         return [p.name for p in started]
 
-    def _start(self, process: Process) -> None:
-        with self.log_path(process.name).open("wb") as log:
+    def _start(self, process: Process, *, append: bool = False) -> None:
+        with self.log_path(process.name).open("ab" if append else "wb") as log:
             child = subprocess.Popen(
-                [str(self.bin_dir / process.name), *process.args],
+                [str(self.script(process.name)), *process.args],
                 env=dict(process.env),
                 cwd=self.root,
                 stdin=subprocess.DEVNULL,
@@ -359,8 +378,36 @@ class Stack:
         return f"{process.name} {what} ({process.health_url}); end of {log}:\n{log_tail(log)}"
 
     def down(self) -> list[str]:
-        """Stop every process of the stack; returns the names that were running."""
-        return self._stop([p.name for p in self.processes()])
+        """Stop every process of the stack, extra instances too; returns the names that were
+        running."""
+        instances = sorted(p.stem for p in self.state_dir.glob("*@*.pid"))
+        return self._stop([p.name for p in self.processes()] + instances)
+
+    def start(self, processes: Sequence[Process], *, ready: bool = True) -> None:
+        """Start these processes (of ``processes()`` or ``instance()``) where not running, as a
+        supervisor restarts them; with ``ready``, wait until they answer ready."""
+        for process in processes:
+            if self.pid(process.name) is None:
+                self._start(process, append=True)  # after the log of the one that died
+        if ready:
+            self._wait_ready(processes)
+
+    def stop(self, names: Sequence[str]) -> list[str]:
+        """SIGTERM these processes (SIGKILL after the grace period); the names that ran."""
+        return self._stop(names)
+
+    def kill(self, name: str) -> int | None:
+        """SIGKILL process ``name`` (a crash: no shutdown of any kind); its pid, or None when
+        it was not running."""
+        pid = self.pid(name)
+        if pid is None:
+            return None
+        self._signal(pid, signal.SIGKILL)
+        while self.pid(name) is not None:  # reaped, or a zombie of another parent
+            self._reap()
+            time.sleep(0.05)
+        self._pid_path(name).unlink(missing_ok=True)
+        return pid
 
     def _stop(self, names: Sequence[str]) -> list[str]:
         pids = {name: pid for name in names if (pid := self.pid(name)) is not None}
@@ -432,6 +479,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-port", type=int, default=8000)
     parser.add_argument("--health-port", type=int, default=8181, help="first consumer's")
     parser.add_argument("--stub-port", type=int, default=8190)
+    parser.add_argument("--stub-admin-port", type=int, default=8191)
     args = parser.parse_args(argv)
     stack = Stack(
         infra_env(),
@@ -440,6 +488,7 @@ def main(argv: list[str] | None = None) -> int:
         api_port=args.api_port,
         health_port=args.health_port,
         stub_port=args.stub_port,
+        stub_admin_port=args.stub_admin_port,
     )
     match args.command:
         case "up":
