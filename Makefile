@@ -7,9 +7,9 @@ UV = $(shell scripts/ensure-uv.sh)
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: help demo up down logs install infra-install infra-up infra-down infra-status topics test test-unit lint bench-consumer bench-consumers bench-api bench-stub bench-headline images images-test
+.PHONY: help demo up down logs install infra-install infra-up infra-down infra-status topics test test-unit lint bench-consumer bench-consumers bench-api bench-stub bench-headline bench-kafka-outage chaos images images-test
 .PHONY: chart-check chart-golden kind-up kind-down k8s-build k8s-up k8s-down
-.PHONY: cluster-build cluster-up cluster-down
+.PHONY: cluster-build cluster-up cluster-down cluster-test
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -41,8 +41,13 @@ infra-down: ## stop the local infrastructure (data kept; `bash infra/infra.sh pu
 infra-status: ## show each component's health, address, pid and log
 	bash infra/infra.sh status
 
-topics: ## create every topic and dead-letter topic of the registry
+topics: ## create every topic, dead-letter and redrive topic of the registry
 	$(ENV) $(UV) run ticketing-topics
+
+.PHONY: asyncapi
+asyncapi: ## docs/asyncapi.yaml from the topic registry and event models, checked by @asyncapi/parser
+	$(UV) run python -m ticketing_events.asyncapi docs/asyncapi.yaml
+	bash scripts/asyncapi-validate.sh docs/asyncapi.yaml
 
 test: install infra-up k8s-up chart-check ## run the whole test suite against the real infrastructure and control plane
 	$(ENV) $(UV) run pytest $(PYTEST_ARGS)
@@ -69,6 +74,12 @@ bench-stub: install ## the stand-in data platform: requests/s and the concurrenc
 
 bench-headline: install infra-up ## events vs sync post-processing: payment p99 at 50/s and 300/s, a consumer outage (BENCH_ARGS)
 	$(ENV) $(UV) run python bench/headline_bench.py $(BENCH_ARGS)
+
+bench-kafka-outage: install infra-up ## Kafka down for 30 s mid-payments: p99 before/during/after, then lost/doubled/out-of-order counts (BENCH_ARGS, e.g. --brokers 3)
+	$(ENV) $(UV) run python bench/kafka_outage_bench.py $(BENCH_ARGS)
+
+chaos: install infra-up ## many faults at once during a rush, then an exact account: bench/results/chaos.json + .png (CHAOS_ARGS)
+	$(ENV) $(UV) run python bench/chaos.py $(CHAOS_ARGS)
 
 images: ## build every service and operator image with docker or podman (CONTAINER_TOOL), sizes
 	bash images/build.sh
@@ -102,6 +113,10 @@ cluster-build: k8s-build ## build kubelet, kube-proxy, kubectl, CoreDNS and the 
 
 cluster-up: cluster-build ## a real single-node Kubernetes here: control plane + containerd, kubelet, kube-proxy, CoreDNS (kubeconfig: .infra/node/kubeconfig)
 	bash infra/node/node.sh up
+
+cluster-test: install images cluster-up ## the kind profiles' releases on the node of `make cluster-up`: Pods, effects, traces, scaling, upgrade, uninstall
+	bash infra/node/build.sh infra-images
+	$(ENV) $(UV) run pytest infra/node/tests -m k8s -s $(PYTEST_ARGS)
 
 cluster-down: ## stop the node of `make cluster-up` and remove its Pods, mounts, cgroups, bridge, nft tables and route
 	bash infra/node/node.sh down

@@ -3,7 +3,7 @@
 # binaries, its own instance on its own ports) plus a real node: containerd, runc and the CNI
 # plugins from Debian, kubelet and kube-proxy (nftables mode) from infra/node/build.sh, and
 # CoreDNS as a Deployment.
-#   node.sh up|down|status|load IMAGE...|kubectl ARGS...
+#   node.sh up|down|status|load IMAGE...|load-release RELEASE_YAML VALUES_OUT|kubectl ARGS...
 #   down --purge (or purge) also deletes the cluster's state folder
 #
 # Network: Pods in $POD_CIDR on the bridge $NODE_BRIDGE ($NODE_IP, the node's, the kubelet's
@@ -370,6 +370,36 @@ load() {
   done
 }
 
+# load-release RELEASE_YAML VALUES_OUT: every local image (localhost/...) that a rendered
+# release of the chart names, tagged by its podman image id and loaded when the node lacks that
+# tag (as charts/kind.sh does on kind); VALUES_OUT gets the values that name the tags, so a
+# rebuilt image is a new tag and its Pods roll out. Service images go to image.tags, the
+# infrastructure built here (localhost/node/NAME) to infra.NAME.image.
+load_release() {
+  local release=$1 out=$2 ref repo name id tag tags="" infra=""
+  pid_of containerd >/dev/null || die "the node is not up (make cluster-up)"
+  # shellcheck source=images/common.sh
+  source "$HERE/../../images/common.sh"
+  CONTAINER_TOOL=podman LOCAL_BASE=1
+  local_settings
+  while read -r ref <&3; do
+    repo="${ref%:*}"
+    name="${repo##*/}"
+    id="$(tool image inspect --format '{{.Id}}' "$ref" 2>/dev/null)" ||
+      die "no image $ref in podman's store (make images; infra/node/build.sh infra-images)"
+    id="${id#sha256:}"
+    tag="id-${id:0:12}"
+    case $repo in
+      localhost/node/*) infra+="  $name:\n    image: $repo:$tag\n" ;;
+      *) tags+="    $name: $tag\n" ;;
+    esac
+    ctr_ images ls -q | grep -qx "$repo:$tag" && continue
+    tool tag "$ref" "$repo:$tag"
+    load "$repo:$tag"
+  done 3< <(sed -n 's/^ *image: *"\{0,1\}\(localhost\/[^" ]*\)"\{0,1\}$/\1/p' "$release" | sort -u)
+  { printf 'image:\n  tags:\n%b' "$tags"; [[ -z $infra ]] || printf 'infra:\n%b' "$infra"; } >"$out"
+}
+
 coredns() {
   # Non-root, no capabilities: it listens on 1053; the kube-dns Service maps 53 to it.
   # No `forward`: nothing is ever sent to an upstream resolver.
@@ -595,6 +625,7 @@ case ${1:-} in
   purge) down --purge ;;
   status) status ;;
   load) shift; load "$@" ;;
+  load-release) load_release "$2" "$3" ;;
   kubectl) shift; kctl "$@" ;;
-  *) echo "usage: $0 up|down [--purge]|purge|status|load IMAGE...|kubectl ARGS..." >&2; exit 2 ;;
+  *) echo "usage: $0 up|down [--purge]|purge|status|load IMAGE...|load-release RELEASE_YAML VALUES_OUT|kubectl ARGS..." >&2; exit 2 ;;
 esac
