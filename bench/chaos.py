@@ -48,7 +48,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -98,23 +98,18 @@ class LagRecorder:
     consumer per group that never joins it (quiet: the broker restart is expected)."""
 
     def __init__(self, bootstrap: str, groups: Mapping[str, tuple[str, ...]], t0: float):
-        self.readers = {
-            group: Consumer(
-                {
-                    "bootstrap.servers": bootstrap,
-                    "group.id": group,
-                    "enable.auto.commit": False,
-                    "log_level": 0,
-                }
-            )
-            for group in groups
-        }
+        self.bootstrap = bootstrap
+        self.readers = self._readers(groups)
         self.partitions = {t: partitions_of(bootstrap, t) for ts in groups.values() for t in ts}
         self.groups = dict(groups)
         self.t0 = t0
         self.samples: list[tuple[float, dict[str, int] | None]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lag", daemon=True)
+
+    def _readers(self, groups: Iterable[str]) -> dict[str, Consumer]:
+        config = {"bootstrap.servers": self.bootstrap, "enable.auto.commit": False, "log_level": 0}
+        return {group: Consumer({**config, "group.id": group}) for group in groups}
 
     def start(self) -> None:
         self._thread.start()
@@ -147,6 +142,11 @@ class LagRecorder:
             except Exception as exc:  # the broker is down: a gap in the timeline
                 log.debug("lag not read: %s", exc)
                 sample = None
+                # New readers: a reader's leaders, stale after a broker restart, kept the
+                # timeline blank for minutes after the broker was back.
+                for reader in self.readers.values():
+                    reader.close()
+                self.readers = self._readers(self.groups)
             self.samples.append((round(started, 2), sample))
             self._stop.wait(max(0.0, 1.0 - (time.monotonic() - self.t0 - started)))
 
