@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import pytest
 import structlog.testing
-from confluent_kafka import KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ticketing_events.consumer import ConsumerRuntime, Delivery, DeploymentError, each
@@ -18,6 +18,7 @@ from ticketing_events.schemas import PaymentSucceeded
 from ticketing_events.settings import KafkaSettings
 from ticketing_events.testing import (
     KafkaServer,
+    committed_offsets,
     end_offsets,
     payment_succeeded,
     read_from,
@@ -275,6 +276,50 @@ def test_a_commit_reported_failed_is_sent_again_with_no_new_traffic(kafka_bootst
             what="the failed offsets committed again",
         )
     assert runtime.stats.commits_failed == 1
+
+
+class _LosesFirstCommit:
+    """The runtime's consumer, but its first asynchronous commit vanishes: not sent and never
+    reported on, as when librdkafka loses it while the group coordinator moves."""
+
+    def __init__(self, consumer: Consumer) -> None:
+        self._consumer = consumer
+        self.lost: list[list[TopicPartition]] = []
+
+    def commit(self, *, offsets: list[TopicPartition], asynchronous: bool) -> object:
+        if asynchronous and not self.lost:
+            self.lost.append(offsets)
+            return None
+        return self._consumer.commit(offsets=offsets, asynchronous=asynchronous)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._consumer, name)
+
+
+def test_a_commit_never_confirmed_is_sent_again(kafka_bootstrap, harness):
+    """The first commit gets no reply at all: after the resend delay the runtime sends those
+    offsets again, and the group's committed offsets reach the end with no new traffic."""
+    group = harness.group([SUCCESS])
+    runtime = ConsumerRuntime(
+        group,
+        {PaymentSucceeded: lambda batch: None},
+        kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap),
+        settings=harness.consumer_settings(commit_resend_s=1.0),
+    )
+    consumer = runtime._consumer = _LosesFirstCommit(runtime._consumer)  # type: ignore[assignment]
+    with harness.running(runtime):
+        harness.wait_until(lambda: bool(runtime.assignment), what="partitions")
+        EventProducer(kafka_bootstrap, client_id="test").publish(
+            [payment_succeeded(i) for i in range(5)]
+        )
+        harness.wait_until(lambda: bool(consumer.lost), what="a first commit, lost")
+        ends = end_offsets(kafka_bootstrap, [SUCCESS])
+        harness.wait_until(
+            lambda: committed_offsets(kafka_bootstrap, group, [SUCCESS]) == ends,
+            what="every offset committed",
+        )
+    assert runtime.stats.commits_unconfirmed >= 1
+    assert runtime.stats.commits_failed == 0
 
 
 def test_readiness_returns_after_a_broker_outage_with_no_traffic(tmp_path, harness):

@@ -122,6 +122,7 @@ class ConsumerStats:
     retries: int = 0
     batches: int = 0
     commits_failed: int = 0
+    commits_unconfirmed: int = 0  # sent again after no reply within the resend delay
     by_reason: dict[str, int] = field(default_factory=dict)
 
 
@@ -191,7 +192,8 @@ class ConsumerRuntime:
         }
         self._stop = threading.Event()
         self._handled: dict[tuple[str, int], int] = {}  # next offset to commit per partition
-        self._committing: dict[tuple[str, int], int] = {}  # sent, not yet confirmed
+        # Sent, not yet confirmed: the offset and when it was sent.
+        self._committing: dict[tuple[str, int], tuple[int, float]] = {}
         self._assigned: set[tuple[str, int]] = set()
         self._joined = False
         self._brokers_down = False
@@ -647,24 +649,39 @@ class ConsumerRuntime:
     def _commit(self, *, asynchronous: bool, only: set[tuple[str, int]] | None = None) -> None:
         """Commit the handled offsets not yet confirmed. An entry of ``_handled`` stays until
         Kafka confirms it (``_on_commit``), so a failed commit is sent again."""
+        now = time.monotonic()
         offsets = [
             TopicPartition(t, p, o)
             for (t, p), o in self._handled.items()
             if (t, p) in self._assigned
             and (only is None or (t, p) in only)
-            and not (asynchronous and self._committing.get((t, p)) == o)
+            and not (asynchronous and self._in_flight((t, p), o, now))
         ]
         if not offsets:
             return
         try:
             if asynchronous:
                 self._consumer.commit(offsets=offsets, asynchronous=True)
-                self._committing.update({(tp.topic, tp.partition): tp.offset for tp in offsets})
+                self._committing.update(
+                    {(tp.topic, tp.partition): (tp.offset, now) for tp in offsets}
+                )
             else:
                 self._confirm(None, self._consumer.commit(offsets=offsets, asynchronous=False))
         except KafkaException as exc:
             self.stats.commits_failed += 1
             log.warning("commit failed", error=str(exc), group=self.group)
+
+    def _in_flight(self, tp: tuple[str, int], offset: int, now: float) -> bool:
+        """``offset`` of ``tp`` was sent and may still be confirmed. Past the resend delay its
+        reply counts as lost, and the offset is sent again (committing it twice is harmless)."""
+        sent = self._committing.get(tp)
+        if sent is None or sent[0] != offset:
+            return False
+        if now - sent[1] < self.settings.commit_resend_s:
+            return True
+        self.stats.commits_unconfirmed += 1
+        log.warning("commit not confirmed, sending it again", partition=tp, offset=offset)
+        return False
 
     def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
         if err is not None and err.code() == KafkaError._NO_OFFSET:
@@ -675,7 +692,7 @@ class ConsumerRuntime:
         failed = []
         for tp in partitions:
             key = (tp.topic, tp.partition)
-            if self._committing.get(key) == tp.offset:
+            if self._committing.get(key, (None,))[0] == tp.offset:
                 del self._committing[key]  # settled either way; a failure is sent again
             if err is None and tp.error is None:
                 if self._handled.get(key) == tp.offset:

@@ -35,6 +35,9 @@ class ConsumerSettings(BaseSettings):
     # the Pods) is found: librdkafka's default is five minutes.
     metadata_refresh_ms: int = 10000
     max_poll_interval_ms: int = 300000
+    # An asynchronous commit Kafka has not confirmed by then is sent again: librdkafka can
+    # drop the reply of one sent while the group coordinator moves (a broker crash).
+    commit_resend_s: float = 10.0
 
 
 class TopicSettings(BaseSettings):
