@@ -38,31 +38,24 @@ import pytest
 import redis
 import sqlalchemy
 from alembic.script import ScriptDirectory
+from node_api import ENV, NODE_SH, REPO, kubectl, ready_node, run, shell_env
 from payment_api.config import Settings
 from payment_api.migrations import alembic_config
 from sqlalchemy import text
+from ticketing_events.topics import CONSUMER_GROUPS
 
-REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "tests"))
-from jaeger import Trace, fetch_trace  # noqa: E402
+from jaeger import Trace, fetch_trace
 
 pytestmark = [pytest.mark.k8s, pytest.mark.timeout(1500)]
 
-NODE_SH = REPO / "infra" / "node" / "node.sh"
-HINT = "start the real node with `make cluster-up` (as root)"
 # The namespace of the release under test, cluster-test-PROFILE (set by install).
 NAMESPACE = ["cluster-test"]
 # CLUSTER_TEST_KEEP=1: a release installed in its namespace is reused, and left installed at
 # the end (to iterate on the checks).
 KEEP = os.environ.get("CLUSTER_TEST_KEEP") == "1"
 RELEASE = "ticketing"
-CONSUMERS = (
-    "ranking-consumer",
-    "dataplatform-consumer",
-    "cleanup-consumer",
-    "compensator",
-    "seatlock-consumer",
-)
+CONSUMERS = tuple(g.service for g in CONSUMER_GROUPS.values())
 # The consumers that the rush's test deletes a Pod of, mid-rush.
 DELETED = ("ranking-consumer", "dataplatform-consumer")
 # kind-operator: the consumer the operator scales, and the bounds and window it is given.
@@ -73,18 +66,6 @@ WINDOW_S = 20
 POLL_S = 2
 
 
-def shell_env(script: str, names: str) -> dict[str, str]:
-    out = subprocess.run(
-        ["bash", "-c", f'{script} >/dev/null && for n in {names}; do echo "$n=${{!n}}"; done'],
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    ).stdout
-    return dict(line.split("=", 1) for line in out.splitlines())
-
-
-ENV = shell_env(f"source {REPO}/infra/node/env.sh", "KUBECTL_BIN NODE_KUBECONFIG NODE_NAME")
 HELM = shell_env('eval "$(bash charts/tools.sh --kind 2>/dev/null)"', "HELM")["HELM"]
 # What a measurement of the run saw, printed at the end (`make cluster-test` runs with -s).
 REPORT: dict[str, Any] = {}
@@ -92,20 +73,6 @@ REPORT: dict[str, Any] = {}
 
 def ns() -> str:
     return NAMESPACE[0]
-
-
-def run(*cmd: str, stdin: str | None = None, check: bool = True, timeout: float = 600) -> str:
-    proc = subprocess.run(
-        list(cmd), input=stdin, capture_output=True, text=True, timeout=timeout, cwd=REPO
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd[:4])}... failed: {proc.stderr.strip()[-2000:]}")
-    return proc.stdout
-
-
-def kubectl(*args: str, check: bool = True, timeout: float = 300) -> str:
-    kube = ("--kubeconfig", ENV["NODE_KUBECONFIG"])
-    return run(ENV["KUBECTL_BIN"], *kube, *args, check=check, timeout=timeout)
 
 
 def kget(*args: str) -> Any:
@@ -252,15 +219,7 @@ def report() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def node() -> str:
-    if not Path(ENV["NODE_KUBECONFIG"]).exists():
-        pytest.fail(f"no kubeconfig at {ENV['NODE_KUBECONFIG']}; {HINT}")
-    try:
-        status = json.loads(kubectl("get", "node", ENV["NODE_NAME"], "-o", "json"))
-    except AssertionError as exc:
-        pytest.fail(f"the node does not answer ({exc}); {HINT}")
-    ready = [c for c in status["status"]["conditions"] if c["type"] == "Ready"]
-    assert ready and ready[0]["status"] == "True", ready
-    return ENV["NODE_NAME"]
+    return ready_node()
 
 
 def loadgen_values(fans: int, rate: int) -> dict[str, Any]:

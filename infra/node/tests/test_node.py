@@ -16,15 +16,12 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from node_api import ENV, NODE_SH, kubectl, ready_node
 
 pytestmark = pytest.mark.k8s
 
-REPO = Path(__file__).resolve().parents[3]
-NODE_SH = REPO / "infra" / "node" / "node.sh"
-HINT = "start the real node with `make cluster-up` (as root)"
 IMAGE = os.environ.get("NODE_SMOKE_IMAGE", "localhost/ticketing/dataplatform-stub:dev")
 PORT = 8090
 
@@ -45,30 +42,6 @@ CONTAINER_SECURITY = {
 }
 
 
-def node_env() -> dict[str, str]:
-    """infra/node/env.sh's values (kubectl, kubeconfig, ranges), as the scripts see them."""
-    names = "KUBECTL_BIN NODE_KUBECONFIG NODE_NAME SERVICE_CIDR POD_CIDR CLUSTER_DNS_IP"
-    script = f'source {REPO}/infra/node/env.sh && for n in {names}; do echo "$n=${{!n}}"; done'
-    out = subprocess.run(["bash", "-c", script], check=True, capture_output=True, text=True).stdout
-    return dict(line.split("=", 1) for line in out.splitlines())
-
-
-ENV = node_env()
-
-
-def kubectl(*args: str, stdin: str | None = None, check: bool = True) -> str:
-    proc = subprocess.run(
-        [ENV["KUBECTL_BIN"], "--kubeconfig", ENV["NODE_KUBECONFIG"], *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
-    return proc.stdout
-
-
 def in_range(ip: str, cidr: str) -> bool:
     import ipaddress
 
@@ -77,17 +50,10 @@ def in_range(ip: str, cidr: str) -> bool:
 
 @pytest.fixture(scope="module")
 def node() -> str:
-    if not Path(ENV["NODE_KUBECONFIG"]).exists() or not Path(ENV["KUBECTL_BIN"]).exists():
-        pytest.fail(f"no kubeconfig at {ENV['NODE_KUBECONFIG']}; {HINT}")
-    try:
-        status = json.loads(kubectl("get", "node", ENV["NODE_NAME"], "-o", "json"))
-    except AssertionError as exc:
-        pytest.fail(f"the node does not answer ({exc}); {HINT}")
-    ready = [c for c in status["status"]["conditions"] if c["type"] == "Ready"]
-    assert ready and ready[0]["status"] == "True", ready
+    name = ready_node()
     # The service image, from podman's store (images/build.sh) into containerd.
     subprocess.run(["bash", str(NODE_SH), "load", IMAGE], check=True, timeout=300)
-    return ENV["NODE_NAME"]
+    return name
 
 
 @pytest.fixture(scope="module")
