@@ -102,10 +102,9 @@ class Run:
     def drop_keys(self) -> None:
         client = self.redis
         try:
-            for pattern in (f"{self.prefix}*", f"processed:{self.group}:*"):
-                keys = list(client.scan_iter(match=pattern, count=5000))
-                for i in range(0, len(keys), 1000):
-                    client.delete(*keys[i : i + 1000])
+            keys = list(client.scan_iter(match=f"{self.prefix}*", count=5000))
+            for i in range(0, len(keys), 1000):
+                client.delete(*keys[i : i + 1000])
         finally:
             client.close()
 

@@ -26,6 +26,7 @@ import redis
 import sqlalchemy
 from confluent_kafka.admin import AdminClient
 from ticketing_events.producer import EventProducer
+from ticketing_events.redis_layout import RedisKeys
 from ticketing_events.schemas import Envelope
 from ticketing_events.testing import (
     Harness,
@@ -176,10 +177,9 @@ def env(
         "OTEL_SDK_DISABLED": "true",
     }
     with redis.Redis.from_url(redis_url) as client:
-        for pattern in (f"{prefix}*", f"processed:imgtest-{RUN}-*"):
-            keys = list(client.scan_iter(match=pattern, count=1000))
-            if keys:
-                client.delete(*keys)
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
 
 
 @pytest.fixture(scope="session")
@@ -288,11 +288,9 @@ def test_dataplatform_stub_healthy() -> None:
 
 
 def applied(env: dict[str, str], group: str, event_id: str) -> bool:
-    """The consumer's processed-event marker: a Redis key (with or without the key prefix),
-    or a row of processed_events."""
-    marker = f"processed:{group}:{event_id}"
+    """The consumer's processed-event marker: a Redis key, or a row of processed_events."""
     with redis.Redis.from_url(env["REDIS_URL"]) as client:
-        if client.exists(marker, env["REDIS_KEY_PREFIX"] + marker):
+        if client.exists(RedisKeys(env["REDIS_KEY_PREFIX"]).processed(group) + event_id):
             return True
     engine = sqlalchemy.create_engine(env["DATABASE_URL"])
     try:

@@ -46,7 +46,9 @@ class Service:
     def __init__(self, harness: Harness, group: str) -> None:
         self.harness = harness
         self.group = group
-        self.once = RedisOnce(harness.redis, group, "redis.call('INCR', KEYS[2])")
+        self.once = RedisOnce(
+            harness.redis, group, "redis.call('INCR', KEYS[2])", key_prefix=harness.prefix
+        )
         self.broken = threading.Event()
         self.reject_before: set[str] = set()
         self.fail_after: set[str] = set()

@@ -37,6 +37,21 @@ def test_redis_effect_applies_once_per_event_even_within_one_pipeline(redis_url)
 
 
 @pytest.mark.redis
+def test_the_dedupe_keys_live_under_the_key_prefix(redis_url):
+    """Two deployments on one Redis, told apart by REDIS_KEY_PREFIX, dedupe apart too."""
+    client = redis.Redis.from_url(url=redis_url)
+    group = f"test-{uuid.uuid4().hex[:8]}"
+    blue, green = (RedisOnce(client, group, "", ttl_s=60, key_prefix=p) for p in ("b:", "g:"))
+    try:
+        assert blue.apply("e1", [], []) is True
+        assert green.apply("e1", [], []) is True
+        assert blue.apply("e1", [], []) is False
+        assert client.exists(f"b:processed:{group}:e1", f"g:processed:{group}:e1") == 2
+    finally:
+        client.delete(blue.dedupe_key("e1"), green.dedupe_key("e1"))
+
+
+@pytest.mark.redis
 def test_a_redis_effect_that_fails_is_applied_by_its_retry(redis_url):
     client = redis.Redis.from_url(url=redis_url)
     group = f"test-{uuid.uuid4().hex[:8]}"

@@ -45,11 +45,10 @@ def scene(redis_url: str) -> Iterator[Scene]:
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     prefix = f"test-{uuid.uuid4().hex[:10]}:"
     group = f"test-{uuid.uuid4().hex[:10]}"
-    yield Scene(client, release_effects(client, group), RedisKeys(prefix))
-    for pattern in (f"{prefix}*", f"processed:{group}:*"):
-        keys = list(client.scan_iter(match=pattern))
-        if keys:
-            client.delete(*keys)
+    yield Scene(client, release_effects(client, group, prefix), RedisKeys(prefix))
+    keys = list(client.scan_iter(match=f"{prefix}*"))
+    if keys:
+        client.delete(*keys)
     client.close()
 
 

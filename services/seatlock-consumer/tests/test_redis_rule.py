@@ -54,15 +54,14 @@ def scene(redis_url: str) -> Iterator[Scene]:
     groups = [f"test-{uuid.uuid4().hex[:10]}" for _ in range(2)]
     yield Scene(
         client,
-        seat_hold_effects(client, groups[0]),
-        release_effects(client, groups[1]),
+        seat_hold_effects(client, groups[0], prefix),
+        release_effects(client, groups[1], prefix),
         RedisKeys(prefix),
         cleanup.RedisKeys(prefix),
     )
-    for pattern in (f"{prefix}*", *(f"processed:{g}:*" for g in groups)):
-        keys = list(client.scan_iter(match=pattern))
-        if keys:
-            client.delete(*keys)
+    keys = list(client.scan_iter(match=f"{prefix}*"))
+    if keys:
+        client.delete(*keys)
     client.close()
 
 

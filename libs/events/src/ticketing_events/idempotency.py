@@ -66,8 +66,10 @@ class RedisOnce:
         ttl_s: int = DEFAULT_TTL_S,
         key_prefix: str = "",
     ) -> None:
+        from ticketing_events.redis_layout import RedisKeys
+
         self._client = client
-        self._prefix = f"{key_prefix}processed:{group}:"
+        self._prefix = RedisKeys(key_prefix).processed(group)
         self._ttl = ttl_s
         self._script = client.register_script(
             "if redis.call('EXISTS', KEYS[1]) == 1 then\nreturn 0\nend\n"

@@ -4,7 +4,8 @@
 the events' ``queue_token_id``); ``seat:hold:{seat_id}`` by the seatlock consumer;
 ``seat:released:{reservation_id}`` (the tombstone) by the cleanup consumer;
 ``ranking:sold-out:{concert_date}`` (a view of the database's ``sold_out_ranking``) by the
-ranking consumer.
+ranking consumer; ``processed:{group}:{event_id}`` (``RedisOnce``'s dedupe key) by each group
+with Redis effects. Every key starts with the deployment's ``REDIS_KEY_PREFIX``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ REDIS_OUTAGE_ERRORS: tuple[type[Exception], ...] = (
 @dataclass(frozen=True, slots=True)
 class RedisKeys:
     prefix: str = ""
+
+    def processed(self, group: str) -> str:
+        """The start of ``group``'s dedupe keys (an event id follows)."""
+        return f"{self.prefix}processed:{group}:"
 
     def seat_hold(self, seat_id: int) -> str:
         return f"{self.prefix}seat:hold:{seat_id}"

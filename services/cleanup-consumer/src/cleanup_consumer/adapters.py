@@ -14,6 +14,6 @@ def redis_client(settings: Settings) -> Redis:
     return layout.redis_client(settings.redis_url, settings.redis_socket_timeout_s)
 
 
-def release_effects(client: Redis, group: str) -> RedisOnce:
+def release_effects(client: Redis, group: str, key_prefix: str) -> RedisOnce:
     """Releases a hold (and expires a token) at most once per event, with its tombstone."""
-    return RedisOnce(client, group, RELEASE_LUA)
+    return RedisOnce(client, group, RELEASE_LUA, key_prefix=key_prefix)

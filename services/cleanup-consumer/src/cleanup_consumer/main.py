@@ -24,7 +24,7 @@ def build_runtime(
     consumer: ConsumerSettings | None = None,
 ) -> ConsumerRuntime:
     """The consumer of ``payment.success`` and ``payment.failed`` with their Redis effects."""
-    effects = release_effects(client, settings.consumer_group)
+    effects = release_effects(client, settings.consumer_group, settings.redis_key_prefix)
     keys = RedisKeys(settings.redis_key_prefix)
     ttl = settings.seat_released_ttl_s
     return ConsumerRuntime(

@@ -14,6 +14,6 @@ def redis_client(settings: Settings) -> Redis:
     return layout.redis_client(settings.redis_url, settings.redis_socket_timeout_s)
 
 
-def seat_hold_effects(client: Redis, group: str) -> RedisOnce:
+def seat_hold_effects(client: Redis, group: str, key_prefix: str) -> RedisOnce:
     """Sets a seat hold at most once per event, atomically with the tombstone check."""
-    return RedisOnce(client, group, HOLD_SEAT_LUA)
+    return RedisOnce(client, group, HOLD_SEAT_LUA, key_prefix=key_prefix)

@@ -24,7 +24,7 @@ def build_runtime(
     consumer: ConsumerSettings | None = None,
 ) -> ConsumerRuntime:
     """The consumer of ``reservation.created`` with its Redis effect."""
-    effects = seat_hold_effects(client, settings.consumer_group)
+    effects = seat_hold_effects(client, settings.consumer_group, settings.redis_key_prefix)
     return ConsumerRuntime(
         settings.consumer_group,
         {ReservationCreated: hold_seats(effects, RedisKeys(settings.redis_key_prefix))},
