@@ -7,7 +7,7 @@ UV = $(shell scripts/ensure-uv.sh)
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: help demo up down logs install infra-install infra-up infra-down infra-status topics test test-unit lint bench-consumer bench-consumers bench-api bench-stub bench-headline bench-kafka-outage chaos images images-test
+.PHONY: help demo up down logs install infra-install infra-up infra-down infra-status topics test test-unit lint bench-consumer bench-consumers bench-api bench-stub bench-headline bench-kafka-outage bench-e2e chaos images images-test
 .PHONY: chart-check chart-golden kind-up kind-down k8s-build k8s-up k8s-down
 .PHONY: cluster-build cluster-up cluster-down cluster-test
 
@@ -26,7 +26,7 @@ down: ## stop what `make up` (or `make demo DEMO_ARGS=--keep`) started
 logs: ## follow the logs of the running stack
 	$(ENV) $(UV) run python scripts/stack.py logs
 
-install: infra-install ## install everything: Debian packages, Kafka jars, Jaeger, Python deps
+install: infra-install ## install everything: Debian packages, Kafka jars, Jaeger, Prometheus, Python deps
 	$(UV) sync --all-packages --locked
 
 infra-install:
@@ -53,7 +53,7 @@ test: install infra-up k8s-up chart-check ## run the whole test suite against th
 	$(ENV) $(UV) run pytest $(PYTEST_ARGS)
 
 test-unit: ## tests that need no infrastructure
-	$(UV) run pytest -m "not kafka and not redis and not postgres and not jaeger and not k8s" $(PYTEST_ARGS)
+	$(UV) run pytest -m "not kafka and not redis and not postgres and not jaeger and not prometheus and not k8s" $(PYTEST_ARGS)
 
 lint: ## ruff and mypy (strict on libs/events)
 	$(UV) run ruff check .
@@ -77,6 +77,9 @@ bench-headline: install infra-up ## events vs sync post-processing: payment p99 
 
 bench-kafka-outage: install infra-up ## Kafka down for 30 s mid-payments: p99 before/during/after, then lost/doubled/out-of-order counts (BENCH_ARGS, e.g. --brokers 3)
 	$(ENV) $(UV) run python bench/kafka_outage_bench.py $(BENCH_ARGS)
+
+bench-e2e: install infra-up ## payment commit to each effect (ranking, stand-in, hold) p50/p95/p99 per rate step, and the highest rate with p99 <= 250 ms (BENCH_ARGS)
+	$(ENV) $(UV) run python bench/e2e_bench.py $(BENCH_ARGS)
 
 chaos: install infra-up ## many faults at once during a rush, then an exact account: bench/results/chaos.json + .png (CHAOS_ARGS)
 	$(ENV) $(UV) run python bench/chaos.py $(CHAOS_ARGS)

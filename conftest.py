@@ -69,6 +69,15 @@ def _tracer_provider() -> None:
     configure_tracing("tests", processor=SimpleSpanProcessor(_EXPORTER))
 
 
+@pytest.fixture(scope="session")
+def meter_provider() -> None:
+    # Global, like the tracer provider: the metrics of every runtime and app of the session.
+    from ticketing_events.metrics import configure_metrics
+
+    if configure_metrics("tests") is None:
+        pytest.fail("OTEL_SDK_DISABLED is set: the metrics tests need the SDK")
+
+
 @pytest.fixture
 def spans(_tracer_provider: None) -> Iterator[InMemorySpanExporter]:
     _EXPORTER.clear()

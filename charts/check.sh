@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `make chart-check`: lint the chart with each profile's values (charts/profiles.sh: the ci/
 # files, kind-* layered on kind), render it and its NOTES, diff them against the goldens in
-# examples/, validate every object and the chart's CRDs offline (Kubernetes schemas; KEDA's
-# CRDs and the chart's for custom resources) and check that bad values are refused.
+# examples/, validate every object and the chart's CRDs offline (Kubernetes schemas; KEDA's,
+# prometheus-operator's and the chart's CRDs for custom resources) and check that bad values are refused.
 # `charts/check.sh --golden` (`make chart-golden`) rewrites examples/ instead of diffing.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -64,9 +64,9 @@ fi
 say "renders match $CHART/examples/"
 
 "$UV" run --quiet --no-project --with "$KUBERNETES_VALIDATE" python charts/validate.py \
-  --kube-version "$KUBE_VERSION" --crds "$KEDA_CRDS" --crds "$CHART/crds" \
+  --kube-version "$KUBE_VERSION" --crds "$KEDA_CRDS" --crds "$PROMETHEUS_OPERATOR_CRDS" --crds "$CHART/crds" \
   "$CHART"/crds/*.yaml "$work"/*.yaml
-say "every object valid against Kubernetes $KUBE_VERSION, KEDA's CRDs and the chart's"
+say "every object valid against Kubernetes $KUBE_VERSION, KEDA's and prometheus-operator's CRDs and the chart's"
 
 # Values the chart must refuse, each with the message it must give: refuse MESSAGE PROFILE ARGS.
 refuse() {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The tools of the chart's scripts, as shell assignments on stdout (progress on stderr):
 #   charts/tools.sh          HELM (exactly $HELM_VERSION: `make chart-check` compares renders
-#                            byte for byte) and KEDA_CRDS, KEDA's CRDs from its Go module
+#                            byte for byte), KEDA_CRDS and PROMETHEUS_OPERATOR_CRDS, the CRDs
+#                            of KEDA and prometheus-operator from their Go modules
 #   charts/tools.sh --kind   HELM (any Helm from $HELM_MIN_VERSION on) and KEDA_VERSION, for
 #                            charts/kind.sh
 # Helm is the `helm` on PATH when it fits; else it is built from the Go module proxy into
@@ -14,6 +15,7 @@ HELM_VERSION="${HELM_VERSION:-v4.3.1}"
 # Helm 3.14 supports Kubernetes 1.29, the chart's oldest (Helm's version skew policy).
 HELM_MIN_VERSION=v3.14.0
 KEDA_VERSION="${KEDA_VERSION:-v2.21.0}"
+PROMETHEUS_OPERATOR_VERSION="${PROMETHEUS_OPERATOR_VERSION:-v0.94.1}"
 TOOLS_BIN="$TICKETING_CACHE/bin"
 HELM_BIN="$TOOLS_BIN/helm-$HELM_VERSION"
 
@@ -73,6 +75,23 @@ keda_crds() {
   echo "$dir/config/crd/bases"
 }
 
+# The PodMonitor's CRD, from the operator's module, alone in a directory of the cache (the
+# module's other CRDs hold YAML that a safe loader refuses).
+prometheus_operator_crds() {
+  need_go "prometheus-operator's CRDs"
+  local dir crd=monitoring.coreos.com_podmonitors.yaml
+  local out="$TICKETING_CACHE/prometheus-operator-crds-$PROMETHEUS_OPERATOR_VERSION"
+  if [[ ! -f $out/$crd ]]; then
+    dir="$(go mod download -json "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" |
+      sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+    [[ -f $dir/example/prometheus-operator-crd/$crd ]] ||
+      { say "no PodMonitor CRD in prometheus-operator $PROMETHEUS_OPERATOR_VERSION"; exit 1; }
+    mkdir -p "$out"
+    cp "$dir/example/prometheus-operator-crd/$crd" "$out/"
+  fi
+  echo "$out"
+}
+
 case ${1:-} in
   --kind)
     helm="$(helm_on_path min)"
@@ -85,6 +104,7 @@ case ${1:-} in
     [[ -n $helm ]] || { build_helm; helm=$HELM_BIN; }
     echo "HELM=$helm"
     echo "KEDA_CRDS=$(keda_crds)"
+    echo "PROMETHEUS_OPERATOR_CRDS=$(prometheus_operator_crds)"
     ;;
   *) say "usage: charts/tools.sh [--kind]"; exit 2 ;;
 esac

@@ -35,3 +35,8 @@ export JAEGER_QUERY_PORT="${JAEGER_QUERY_PORT:-16686}"
 export JAEGER_QUERY_GRPC_PORT="${JAEGER_QUERY_GRPC_PORT:-16685}"
 export OTEL_EXPORTER_OTLP_ENDPOINT="${OTEL_EXPORTER_OTLP_ENDPOINT:-http://127.0.0.1:$JAEGER_OTLP_GRPC_PORT}"
 export JAEGER_QUERY_URL="${JAEGER_QUERY_URL:-http://127.0.0.1:$JAEGER_QUERY_PORT}"
+
+# The Go module's v0.3XX.Y tag is Prometheus 3.XX.Y. Tests run their own Prometheus from it
+# (ticketing_events.testing.PrometheusServer).
+export PROMETHEUS_VERSION="${PROMETHEUS_VERSION:-v0.316.0}"
+export PROMETHEUS_BIN="${PROMETHEUS_BIN:-$TICKETING_CACHE/bin/prometheus}"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what the local infrastructure needs (Debian bookworm, as root), idempotently:
-# Debian packages, the Kafka jars and the Jaeger binary (both into $TICKETING_CACHE).
+# Debian packages, the Kafka jars and the Jaeger and Prometheus binaries (into $TICKETING_CACHE).
 set -euo pipefail
 # shellcheck source=infra/env.sh
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
@@ -84,7 +84,42 @@ install_jaeger() {
   say "Jaeger built in $((SECONDS - start)) s"
 }
 
+# Prometheus's go.mod has no replace directive, so `go install ...@version` builds it. The
+# remove_all_sd tag leaves out every service-discovery plugin (static targets are enough);
+# without the builtinassets tag there is no web UI, only the HTTP API. The release name
+# (the module's VERSION file) and the module version are stamped in, as `--version` prints
+# them, so a binary of another version is rebuilt.
+install_prometheus() {
+  if [[ -x $PROMETHEUS_BIN && $("$PROMETHEUS_BIN" --version 2>&1) == *"revision: $PROMETHEUS_VERSION)"* ]]; then
+    say "Prometheus $PROMETHEUS_VERSION already built at $PROMETHEUS_BIN"
+    return
+  fi
+  command -v go >/dev/null || { echo "install: Go (1.26.7 or newer) is needed to build Prometheus" >&2; exit 1; }
+  say "building Prometheus $PROMETHEUS_VERSION into $PROMETHEUS_BIN (takes minutes)"
+  local start=$SECONDS work log="$TICKETING_CACHE/prometheus-build.log"
+  local module=github.com/prometheus/prometheus
+  mkdir -p "$TICKETING_CACHE" "$(dirname "$PROMETHEUS_BIN")"
+  work="$(mktemp -d "$TICKETING_CACHE/prometheus-build.XXXXXX")"
+  # set -e does not apply inside an `if` condition, hence the && chain.
+  if ! (
+    dir="$(go mod download -json "$module@$PROMETHEUS_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')" &&
+      stamp="-X github.com/prometheus/common/version.Version=$(cat "$dir/VERSION")" &&
+      stamp+=" -X github.com/prometheus/common/version.Revision=$PROMETHEUS_VERSION" &&
+      CGO_ENABLED=0 GOBIN="$work" go install -trimpath -tags remove_all_sd -ldflags "-s -w $stamp" \
+        "$module/cmd/prometheus@$PROMETHEUS_VERSION"
+  ) >"$log" 2>&1; then
+    rm -rf "$work"
+    tail -n 30 "$log" >&2
+    echo "install: Prometheus build failed, full log: $log" >&2
+    exit 1
+  fi
+  mv "$work/prometheus" "$PROMETHEUS_BIN"
+  rm -rf "$work"
+  say "Prometheus built in $((SECONDS - start)) s ($(du -m "$PROMETHEUS_BIN" | cut -f1) MB)"
+}
+
 install_packages
 install_kafka
 install_jaeger
+install_prometheus
 say "done"

@@ -73,6 +73,15 @@ class Fans:
             "/v1/reservations", json={"seat_id": self.seat_ids[seat]}, headers=self.auth(fan)
         )
 
+    def reserve_each(self) -> list[int]:
+        """Fan ``i`` reserves seat ``i``; the reservation ids, in the fans' order."""
+        reservations = []
+        for fan in range(len(self.user_ids)):
+            reserved = self.reserve(fan, fan)
+            assert reserved.status_code == 201, reserved.text
+            reservations.append(int(reserved.json()["reservation_id"]))
+        return reservations
+
     def pay(self, fan: int, reservation_id: int) -> httpx.Response:
         return self.http.post(
             "/v1/payments", json={"reservation_id": reservation_id}, headers=self.auth(fan)
@@ -177,11 +186,7 @@ def wait_drained(stack: Stack, timeout: float = 120) -> None:
 def test_every_effect_of_a_batch_of_payments_happens_exactly_once(stack: Stack) -> None:
     paying, short = 12, 6  # fans who can pay, fans one point short
     fans = Fans(stack, seats=paying + short, points=[PRICE] * paying + [PRICE - 1] * short)
-    reservations = []
-    for fan in range(paying + short):
-        reserved = fans.reserve(fan, fan)
-        assert reserved.status_code == 201, reserved.text
-        reservations.append(reserved.json()["reservation_id"])
+    reservations = fans.reserve_each()
     statuses = [fans.pay(fan, r).status_code for fan, r in enumerate(reservations)]
     assert statuses == [201] * paying + [402] * short
     assert_every_effect_once(stack, fans, reservations, paying)

@@ -99,11 +99,7 @@ def test_a_leader_crash_mid_rush_loses_and_doubles_nothing(
     stack, bootstrap = cluster_stack, cluster.bootstrap
     paying, short = 36, 12
     fans = Fans(stack, seats=paying + short, points=[PRICE] * paying + [PRICE - 1] * short)
-    reservations = []
-    for fan in range(paying + short):
-        reserved = fans.reserve(fan, fan)
-        assert reserved.status_code == 201, reserved.text
-        reservations.append(reserved.json()["reservation_id"])
+    reservations = fans.reserve_each()
     payment_topics = [PAYMENT_SUCCESS, PAYMENT_FAILED]
     start = end_offsets(bootstrap, payment_topics)
     # The thirds mix payers and fans who are short, so each third publishes on both topics.

@@ -7,6 +7,7 @@ and the CRDs; these tests check what the schemas cannot: the wiring.
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from pathlib import Path
@@ -28,13 +29,13 @@ NAMESPACE = "ticketing"
 # (+2 NetworkPolicies of the topics and migrate Jobs; +3 with the operator's release Job; +4
 # of the in-cluster infra)
 OBJECT_COUNTS = {
-    "default": 37,
-    "kind": 56,
-    "kind-keda": 61,
-    "kind-operator": 70,
-    "hpa": 42,
-    "external": 30,
-    "operator": 48,
+    "default": 38,
+    "kind": 57,
+    "kind-keda": 62,
+    "kind-operator": 71,
+    "hpa": 43,
+    "external": 37,
+    "operator": 49,
 }
 OPERATOR = f"{RELEASE}-lag-autoscaler"
 # The consumers that each profile puts in mode operator.
@@ -730,8 +731,12 @@ def test_api_callers_pass_a_restricted_api_policy() -> None:
     """With networkPolicy.apiFrom set, payment-api admits those peers, the `helm test` pod and
     the components that need the API; external has no load generator, so only the first two."""
     policy = of_kind(load("external"), "NetworkPolicy")[f"{RELEASE}-payment-api"]["spec"]
+    prometheus = [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
+    rules = [rule for rule in policy["ingress"] if rule.get("from") != prometheus]
     callers = [p.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name")
-               for rule in policy["ingress"] for p in rule.get("from", [])]  # fmt: skip
+               for rule in rules for p in rule.get("from", [])]  # fmt: skip
     assert callers == [None, "test"]
 
 
@@ -768,3 +773,78 @@ def test_kind_profiles_fit_the_stated_node(name: str) -> None:
             total += replicas * mebibytes(container["resources"]["requests"]["memory"])
     print(f"{name}: {total:.0f} MiB of {NODE_MEMORY[name]}")
     assert total <= NODE_MEMORY[name]
+
+
+# The components that serve /metrics, and on which port.
+METRICS_PORTS = {"payment-api": 8000, "lag-autoscaler": 9464} | {
+    g.service: 8080 for g in CONSUMER_GROUPS.values()
+}
+
+
+def test_pods_that_serve_metrics_are_annotated_for_prometheus(
+    profile: tuple[str, list[Manifest]],
+) -> None:
+    _, objects = profile
+    for name, deployment in of_kind(objects, "Deployment").items():
+        component = deployment["metadata"]["labels"]["app.kubernetes.io/name"]
+        annotations = deployment["spec"]["template"]["metadata"].get("annotations", {})
+        scraped = {k: v for k, v in annotations.items() if k.startswith("prometheus.io/")}
+        if component in METRICS_PORTS:
+            port = str(METRICS_PORTS[component])
+            assert scraped == {
+                "prometheus.io/scrape": "true",
+                "prometheus.io/port": port,
+                "prometheus.io/path": "/metrics",
+            }, name
+            (container,) = deployment["spec"]["template"]["spec"]["containers"]
+            assert port in {str(p["containerPort"]) for p in container["ports"]}, name
+        else:
+            assert scraped == {}, name
+
+
+def test_the_operator_serves_metrics_on_a_port_of_its_own() -> None:
+    deployment = of_kind(load("operator"), "Deployment")[OPERATOR]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert {"name": "metrics", "containerPort": 9464, "protocol": "TCP"} in container["ports"]
+    assert env_of(deployment)["AUTOSCALER_METRICS_PORT"] == "9464"
+
+
+def test_pod_monitors_and_the_scrape_rule_when_asked() -> None:
+    """external asks for PodMonitors (with its Prometheus's label) and admits the monitoring
+    namespace on the metrics port; the other profiles render no PodMonitor."""
+    objects = load("external")
+    monitors = of_kind(objects, "PodMonitor")
+    deployed = {
+        d["metadata"]["labels"]["app.kubernetes.io/name"]
+        for d in of_kind(objects, "Deployment").values()
+    }
+    assert set(monitors) == {f"{RELEASE}-{c}" for c in deployed & set(METRICS_PORTS)}
+    for name, monitor in monitors.items():
+        assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+        assert monitor["spec"]["podMetricsEndpoints"] == [
+            {"port": "http", "path": "/metrics", "interval": "15s"}
+        ]
+        assert monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] in name
+        policy = of_kind(objects, "NetworkPolicy")[name]
+        scrape = [
+            r
+            for r in policy["spec"]["ingress"]
+            if r["ports"] == [{"port": "http", "protocol": "TCP"}]
+        ]
+        monitoring = {"kubernetes.io/metadata.name": "monitoring"}
+        assert any(
+            p.get("namespaceSelector", {}).get("matchLabels") == monitoring
+            for r in scrape
+            for p in r.get("from", [])
+        ), name
+    for other in set(PROFILES) - {"external"}:
+        assert not of_kind(load(other), "PodMonitor"), other
+
+
+def test_the_dashboard_ships_in_a_config_map(profile: tuple[str, list[Manifest]]) -> None:
+    _, objects = profile
+    dashboard = of_kind(objects, "ConfigMap")[f"{RELEASE}-dashboard"]
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    shipped = json.loads(dashboard["data"]["ticketing.json"])
+    assert shipped == json.loads((CHART / "dashboards" / "ticketing.json").read_text())
+    assert {t["expr"] for p in shipped["panels"] for t in p["targets"]}

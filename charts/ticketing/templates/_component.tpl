@@ -43,6 +43,10 @@ automountServiceAccountToken: {{ include "ticketing.apiToken" . }}
 - name: {{ . }}
   value: {{ $c.adminPort | quote }}
 {{- end }}
+{{- with $c.metricsPortEnv }}
+- name: {{ . }}
+  value: {{ $c.metricsPort | quote }}
+{{- end }}
 - name: K8S_POD_NAME
   valueFrom:
     fieldRef:
@@ -62,6 +66,10 @@ automountServiceAccountToken: {{ include "ticketing.apiToken" . }}
 {{- if has "otlp" $needs }}
 - name: OTEL_EXPORTER_OTLP_ENDPOINT
   value: {{ include "ticketing.otlpEndpoint" $root | quote }}
+- name: OTEL_TRACES_SAMPLER
+  value: {{ $root.Values.otel.sampler | quote }}
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ $root.Values.otel.samplerArg | quote }}
 {{- end }}
 {{- if has "kafka" $needs }}
 - name: KAFKA_BOOTSTRAP_SERVERS
@@ -140,7 +148,11 @@ spec:
     metadata:
       labels:
         {{- include "ticketing.labels" . | nindent 8 }}
-      {{- with $c.podAnnotations }}
+      {{- $annotations := $c.podAnnotations | default dict }}
+      {{- if and $c.metricsPort .root.Values.metrics.annotations }}
+      {{- $annotations = merge (dict "prometheus.io/scrape" "true" "prometheus.io/port" (toString $c.metricsPort) "prometheus.io/path" "/metrics") $annotations }}
+      {{- end }}
+      {{- with $annotations }}
       annotations:
         {{- toYaml . | nindent 8 }}
       {{- end }}
@@ -172,6 +184,11 @@ spec:
             {{- with $c.adminPort }}
             - name: admin
               containerPort: {{ . }}
+              protocol: TCP
+            {{- end }}
+            {{- if and $c.metricsPort (ne (int $c.metricsPort) (int $c.port)) }}
+            - name: metrics
+              containerPort: {{ $c.metricsPort }}
               protocol: TCP
             {{- end }}
           {{- end }}
@@ -295,12 +312,21 @@ spec:
     matchLabels:
       {{- include "ticketing.selectorLabels" . | nindent 6 }}
   policyTypes: [Ingress, Egress]
-  {{- if not (and $c.port (or $np.probeFrom $c.exposed $c.ingressFrom)) }}
+  {{- $scraped := and $c.metricsPort $np.metricsFrom }}
+  {{- if not (or $scraped (and $c.port (or $np.probeFrom $c.exposed $c.ingressFrom))) }}
   ingress: []
   {{- else }}
   ingress:
     {{- /* Kubelet probes come from the node, which common CNIs let through without a rule:
     no rule open to every pod, which would make apiFrom and ingressFrom moot. */}}
+    {{- if $scraped }}
+    # Prometheus.
+    - ports:
+        - port: {{ include "ticketing.metricsPortName" . }}
+          protocol: TCP
+      from:
+        {{- toYaml $np.metricsFrom | nindent 8 }}
+    {{- end }}
     {{- with $np.probeFrom }}
     # Probes.
     - ports:
@@ -514,4 +540,30 @@ spec:
   offsetResetPolicy: {{ .c.consumer.autoOffsetReset | default "earliest" | quote }}
   scaleDownStabilizationSeconds: {{ $k.cooldownPeriod }}
   pollingIntervalSeconds: {{ $k.pollingInterval }}
+{{- end }}
+
+{{/* The name of the container port that serves /metrics. */}}
+{{- define "ticketing.metricsPortName" -}}
+{{- if eq (int .c.metricsPort) (int .c.port) }}http{{ else }}metrics{{ end -}}
+{{- end }}
+
+{{- define "ticketing.podMonitor" }}
+{{- $pm := .root.Values.metrics.podMonitor }}
+apiVersion: monitoring.coreos.com/v1
+kind: PodMonitor
+metadata:
+  name: {{ include "ticketing.fullname" . }}
+  labels:
+    {{- include "ticketing.labels" . | nindent 4 }}
+    {{- with $pm.labels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+spec:
+  selector:
+    matchLabels:
+      {{- include "ticketing.selectorLabels" . | nindent 6 }}
+  podMetricsEndpoints:
+    - port: {{ include "ticketing.metricsPortName" . }}
+      path: /metrics
+      interval: {{ $pm.interval }}
 {{- end }}

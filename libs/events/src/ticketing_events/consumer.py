@@ -13,6 +13,7 @@ import random
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,6 +30,7 @@ from pydantic import ValidationError
 
 from ticketing_events import tracing
 from ticketing_events.health import HealthServer
+from ticketing_events.metrics import ConsumerMetrics
 from ticketing_events.producer import is_fatal, producer_config
 from ticketing_events.schemas import SUPPORTED_PREFIX, Envelope
 from ticketing_events.settings import ConsumerSettings, KafkaSettings
@@ -199,6 +201,9 @@ class ConsumerRuntime:
         self._brokers_down = False
         self._next_broker_probe = 0.0
         self._deployment_error: str | None = None  # while paused on one: not ready
+        self._waiting_out_outage = False
+        self.metrics = ConsumerMetrics(group, paused=self._pause_reason)
+        self.metrics.start_at_zero(self._source, [r.value for r in DeadLetterReason])
         self.last_loop_at = time.monotonic()
         self._consumer = Consumer(
             {
@@ -213,6 +218,8 @@ class ConsumerRuntime:
                 "topic.metadata.refresh.interval.ms": self.settings.metadata_refresh_ms,
                 "error_cb": self._on_error,
                 "on_commit": self._on_commit,
+                "statistics.interval.ms": self.settings.stats_interval_ms,
+                "stats_cb": self.metrics.librdkafka_stats,
                 "logger": logging.getLogger("librdkafka"),
                 **(consumer_config or {}),
             }
@@ -266,6 +273,13 @@ class ConsumerRuntime:
     def is_ready(self) -> bool:
         return self._joined and not self._brokers_down and self._deployment_error is None
 
+    def _pause_reason(self) -> str | None:
+        if self._brokers_down:
+            return "brokers"
+        if self._deployment_error is not None:
+            return "deployment"
+        return "dependency" if self._waiting_out_outage else None
+
     @property
     def assignment(self) -> frozenset[tuple[str, int]]:
         return frozenset(self._assigned)
@@ -280,6 +294,7 @@ class ConsumerRuntime:
         finally:
             self._consumer.close()  # leaves the group so partitions move at once
             self._dlq.flush(10)
+            self.metrics.close()
             if self._health:
                 self._health.stop()
             log.info("consumer stopped", group=self.group, **vars(self.stats))
@@ -298,6 +313,7 @@ class ConsumerRuntime:
             return 0
         self._brokers_down = False
         self.stats.batches += 1
+        self.metrics.consumed(Counter(item.topic for item in items))
         try:
             self._dispatch(items)
             self._dead_letter_until_acked([i for i in items if i.dead_letter is not None])
@@ -344,16 +360,19 @@ class ConsumerRuntime:
         if self._tracer is not None:
             parent = tracing.extract(headers)
             span = self._tracer.start_span(
-                f"{topic} process",
-                context=parent,
-                kind=SpanKind.CONSUMER,
-                attributes={
-                    **self._span_attributes,
-                    tracing.MESSAGING_DESTINATION: topic,
-                    tracing.MESSAGING_PARTITION: str(partition),
-                    tracing.MESSAGING_KAFKA_OFFSET: offset,
-                },
+                f"{topic} process", context=parent, kind=SpanKind.CONSUMER
             )
+            # Attributes only for a span the sampler kept (our samplers never read them): an
+            # unsampled message, most of them at production rates, builds none.
+            if span.is_recording():
+                span.set_attributes(
+                    {
+                        **self._span_attributes,
+                        tracing.MESSAGING_DESTINATION: topic,
+                        tracing.MESSAGING_PARTITION: str(partition),
+                        tracing.MESSAGING_KAFKA_OFFSET: offset,
+                    }
+                )
         item = _Item(message, topic, partition, offset, span)
         model = self._models.get(self._source.get(topic, ""))
         if model is None:
@@ -415,8 +434,12 @@ class ConsumerRuntime:
         failed: list[tuple[_Item, Exception]] = []  # events settled with an error
         outage_attempt = 0
         while True:
+            started = time.perf_counter()
             try:
-                handler([item.delivery for item in group])  # type: ignore[misc]
+                try:
+                    handler([item.delivery for item in group])  # type: ignore[misc]
+                finally:
+                    self.metrics.handler_time(group[0].topic, time.perf_counter() - started)
             except BatchFailures as exc:
                 named = [(group[i], e) for i, e in exc.failures.items() if 0 <= i < len(group)]
                 if len(named) != len(exc.failures):
@@ -425,6 +448,8 @@ class ConsumerRuntime:
                 failing = {id(item) for item, _ in named}
                 self._mark_done([item for item in group if id(item) not in failing])
                 settled = [(i, e) for i, e in named if not isinstance(e, self._outage_errors)]
+                for item, error in settled:
+                    self.metrics.failed(item.topic, error)
                 for item, _ in settled:
                     item.attempts += 1
                 failed += settled
@@ -437,6 +462,7 @@ class ConsumerRuntime:
             except self._outage_errors as exc:
                 outage = exc
             except Exception as exc:
+                self.metrics.failed(group[0].topic, exc)
                 self._outage_over()
                 self._count_attempt(group)
                 return self._settle(single, failed, group, exc)
@@ -447,12 +473,17 @@ class ConsumerRuntime:
             # An outage uses up no attempt and lasts as long as it lasts: pause, then retry.
             outage_attempt += 1
             self.stats.retries += 1
+            self.metrics.retried("outage")
             self._report_outage(outage)
             delay = backoff_delay(
                 outage_attempt, self.settings.backoff_initial_s, self.settings.backoff_max_s
             )
-            if not self._wait(delay) or not self._still_assigned(group):
-                raise _Abandoned() from outage
+            self._waiting_out_outage = True
+            try:
+                if not self._wait(delay) or not self._still_assigned(group):
+                    raise _Abandoned() from outage
+            finally:
+                self._waiting_out_outage = False
 
     @staticmethod
     def _count_attempt(group: list[_Item]) -> None:
@@ -465,6 +496,8 @@ class ConsumerRuntime:
         for item in items:
             item.done = True
         self.stats.handled += len(items)
+        for topic, n in Counter(item.topic for item in items).items():
+            self.metrics.handled(topic, n)
 
     def _report_outage(self, error: BaseException) -> None:
         if isinstance(error, DeploymentError):
@@ -499,6 +532,7 @@ class ConsumerRuntime:
     def _retry_single(self, handler: BatchHandler, item: _Item, error: Exception) -> None:
         while not isinstance(error, PermanentError) and item.attempts < self.settings.max_attempts:
             self.stats.retries += 1
+            self.metrics.retried("error")
             delay = backoff_delay(
                 item.attempts, self.settings.backoff_initial_s, self.settings.backoff_max_s
             )
@@ -542,6 +576,7 @@ class ConsumerRuntime:
                 assert item.dead_letter is not None
                 reason, detail = item.dead_letter
                 self.stats.dead_lettered += 1
+                self.metrics.dead_lettered(item.topic, reason.value)
                 self.stats.by_reason[reason.value] = self.stats.by_reason.get(reason.value, 0) + 1
                 log.warning(
                     "dead-lettered",
@@ -669,6 +704,7 @@ class ConsumerRuntime:
                 self._confirm(None, self._consumer.commit(offsets=offsets, asynchronous=False))
         except KafkaException as exc:
             self.stats.commits_failed += 1
+            self.metrics.commit_failed()
             log.warning("commit failed", error=str(exc), group=self.group)
 
     def _in_flight(self, tp: tuple[str, int], offset: int, now: float) -> bool:
@@ -680,6 +716,7 @@ class ConsumerRuntime:
         if now - sent[1] < self.settings.commit_resend_s:
             return True
         self.stats.commits_unconfirmed += 1
+        self.metrics.commit_failed()
         log.warning("commit not confirmed, sending it again", partition=tp, offset=offset)
         return False
 
@@ -701,6 +738,7 @@ class ConsumerRuntime:
                 failed.append(f"{tp.topic}[{tp.partition}]@{tp.offset}")
         if failed:
             self.stats.commits_failed += 1
+            self.metrics.commit_failed()
             error = str(err) if err is not None else str(partitions[0].error)
             log.warning("commit failed, will retry", error=error, offsets=failed, group=self.group)
 

@@ -1,10 +1,13 @@
-"""A tiny HTTP server for Kubernetes probes: /livez and /readyz answer 200 or 503."""
+"""A tiny HTTP server for Kubernetes probes (/livez and /readyz answer 200 or 503) and for
+Prometheus (/metrics)."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from ticketing_events import metrics
 
 
 class HealthServer:
@@ -15,14 +18,19 @@ class HealthServer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                if self.path == "/metrics":
+                    self._answer(200, metrics.prometheus_text(), metrics.CONTENT_TYPE)
+                    return
                 check = checks.get(self.path)
                 if check is None:
                     self.send_error(404)
                     return
                 ok = check()
-                body = b"ok\n" if ok else b"unavailable\n"
-                self.send_response(200 if ok else 503)
-                self.send_header("Content-Type", "text/plain")
+                self._answer(200 if ok else 503, b"ok\n" if ok else b"unavailable\n")
+
+            def _answer(self, status: int, body: bytes, content_type: str = "text/plain") -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)

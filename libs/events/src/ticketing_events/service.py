@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ticketing_events.consumer import ConsumerRuntime
 from ticketing_events.logs import configure_logging
+from ticketing_events.metrics import configure_metrics
 from ticketing_events.tracing import configure_tracing
 
 
@@ -44,12 +45,13 @@ class RedisServiceSettings(ServiceSettings):
 
 
 def run_consumer(settings: ServiceSettings, build: Callable[[ExitStack], ConsumerRuntime]) -> None:
-    """Set up logs and traces, build the runtime, consume until SIGTERM/SIGINT, then close.
+    """Set up logs, traces and metrics, build the runtime, consume until SIGTERM/SIGINT, then close.
 
     ``build`` registers its clients on the stack; they close after the final commit.
     """
     configure_logging(settings.service_name, settings.log_level)
     configure_tracing(settings.service_name)
+    configure_metrics(settings.service_name)
     with ExitStack() as stack:
         build(stack).run(install_signal_handlers=True)
 

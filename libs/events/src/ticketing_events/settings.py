@@ -38,6 +38,8 @@ class ConsumerSettings(BaseSettings):
     # An asynchronous commit Kafka has not confirmed by then is sent again: librdkafka can
     # drop the reply of one sent while the group coordinator moves (a broker crash).
     commit_resend_s: float = 10.0
+    # How often librdkafka reports statistics, the source of the lag gauge (0: never).
+    stats_interval_ms: int = 5000
 
 
 class TopicSettings(BaseSettings):

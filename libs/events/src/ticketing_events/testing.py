@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import random
 import shutil
@@ -12,10 +13,13 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -31,6 +35,7 @@ from confluent_kafka import (
 
 from ticketing_events.consumer import ConsumerRuntime
 from ticketing_events.producer import EventProducer
+from ticketing_events.redis_layout import RedisKeys
 from ticketing_events.schemas import (
     Envelope,
     FailureReason,
@@ -241,21 +246,20 @@ class Harness:
 
     def processed(self, group: str, event_id: str) -> bool:
         """Whether ``group`` applied ``event_id`` (RedisOnce's dedupe key exists)."""
-        return bool(self.redis.exists(f"processed:{group}:{event_id}"))
+        return bool(self.redis.exists(RedisKeys(self.prefix).processed(group) + event_id))
 
     def processed_ids(self, group: str, events: Sequence[Envelope]) -> set[str]:
         """The ids of ``events`` that ``group`` applied (RedisOnce), in one round trip."""
         pipe = self.redis.pipeline(transaction=False)
+        dedupe = RedisKeys(self.prefix).processed(group)
         for e in events:
-            pipe.exists(f"processed:{group}:{e.event_id}")
+            pipe.exists(dedupe + e.event_id)
         return {e.event_id for e, hit in zip(events, pipe.execute(), strict=True) if hit}
 
     def cleanup(self) -> None:
-        patterns = [f"{self.prefix}*", *(f"processed:{g}:*" for g in self.groups)]
-        for pattern in patterns:
-            keys = list(self.redis.scan_iter(match=pattern, count=1000))
-            for i in range(0, len(keys), 500):
-                self.redis.delete(*keys[i : i + 500])
+        keys = list(self.redis.scan_iter(match=f"{self.prefix}*", count=1000))
+        for i in range(0, len(keys), 500):
+            self.redis.delete(*keys[i : i + 500])
         self.redis.close()
 
 
@@ -504,6 +508,140 @@ def _random_uuid() -> str:
         value = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         if not value.startswith("-"):
             return value
+
+
+@dataclass(frozen=True)
+class ScrapeTarget:
+    """A ``host:port`` serving ``/metrics``, scraped as job ``job`` with ``labels`` added to
+    its series (e.g. ``{"service": "payment-api"}``)."""
+
+    address: str
+    job: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+class PrometheusServer:
+    """A Prometheus of this test alone, on a free loopback port, scraping ``targets`` every
+    ``scrape_interval`` seconds; its config, TSDB and output (``prometheus.log``) under
+    ``data_dir``.
+
+    Runs ``$PROMETHEUS_BIN`` (make infra-install builds it). ``query`` and
+    ``wait_for_targets_up`` read its HTTP API.
+    """
+
+    def __init__(
+        self, data_dir: Path, targets: Sequence[ScrapeTarget], scrape_interval: float = 1.0
+    ) -> None:
+        binary = os.environ.get("PROMETHEUS_BIN", "")
+        if not binary or not os.access(binary, os.X_OK):
+            raise RuntimeError(
+                f"Prometheus not built at {binary or '$PROMETHEUS_BIN'}; make infra-install"
+            )
+        self.binary = binary
+        self.data_dir = data_dir
+        self.targets = list(targets)
+        self.scrape_interval = scrape_interval
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = data_dir / "prometheus.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def config(self) -> dict[str, Any]:
+        """The scrape config: one job per distinct ``job``, each target a static group."""
+        interval = f"{round(self.scrape_interval * 1000)}ms"
+        jobs: dict[str, list[dict[str, Any]]] = {}
+        for t in self.targets:
+            jobs.setdefault(t.job, []).append({"targets": [t.address], "labels": dict(t.labels)})
+        return {
+            "global": {
+                "scrape_interval": interval,
+                "scrape_timeout": interval,  # may not exceed the interval
+                "evaluation_interval": interval,
+            },
+            "scrape_configs": [
+                {"job_name": job, "static_configs": groups} for job, groups in jobs.items()
+            ],
+        }
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start it; wait until it is ready to serve queries."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        config = self.data_dir / "prometheus.yml"
+        config.write_text(json.dumps(self.config(), indent=2))  # JSON is YAML
+        command = [
+            self.binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={self.data_dir / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            # A hidden flag: targets are taken up every 5 s by default, so the first scrape
+            # would wait that long.
+            "--scrape.discovery-reload-interval=100ms",
+        ]
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while not self.ready():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                tail = "\n".join(self.log.read_text(errors="replace").splitlines()[-20:])
+                raise RuntimeError(f"Prometheus on port {self.port} not ready:\n{tail}")
+            time.sleep(0.1)
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:
+                return bool(response.status == 200)
+        except OSError:  # refused, or 503 while it starts
+            return False
+
+    def api(self, path: str, **params: str) -> Any:
+        """The ``data`` of ``/api/v1/<path>``; a RuntimeError with Prometheus's error."""
+        url = f"{self.url}/api/v1/{path}?{urllib.parse.urlencode(params)}"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                body = json.load(response)
+        except urllib.error.HTTPError as exc:  # a bad query: 400 with a JSON error
+            body = json.load(exc)
+        if body["status"] != "success":
+            raise RuntimeError(f"Prometheus {path} {params}: {body['errorType']}: {body['error']}")
+        return body["data"]
+
+    def query(self, promql: str) -> list[tuple[dict[str, str], float]]:
+        """An instant query's result: (labels, value) per series; a scalar has no labels."""
+        data = self.api("query", query=promql)
+        if data["resultType"] == "vector":
+            return [(r["metric"], float(r["value"][1])) for r in data["result"]]
+        if data["resultType"] == "scalar":
+            return [({}, float(data["result"][1]))]
+        raise ValueError(f"{promql!r} gives a {data['resultType']}, not a vector or scalar")
+
+    def wait_for_targets_up(self, timeout: float = 60.0) -> None:
+        """Until the last scrape of every target succeeded."""
+        expected = {(t.job, t.address) for t in self.targets}
+        deadline = time.monotonic() + timeout
+        while True:
+            active = self.api("targets", state="active")["activeTargets"]
+            up = {
+                (t["scrapePool"], t["discoveredLabels"]["__address__"])
+                for t in active
+                if t["health"] == "up"
+            }
+            if expected <= up:
+                return
+            if time.monotonic() > deadline:
+                states = {t["scrapeUrl"]: (t["health"], t["lastError"]) for t in active}
+                raise AssertionError(f"Prometheus targets not all up: {states}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
 
 
 class TcpProxy:
@@ -755,3 +893,28 @@ def reservation_created(n: int = 1) -> ReservationCreated:
         hold_expires_at=NOW + timedelta(minutes=5),
     )
     return ReservationCreated.new(payload, producer="tests")
+
+
+# -- metrics ---------------------------------------------------------------------------
+
+MetricSamples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape_metrics(url: str) -> MetricSamples:
+    """Every sample a ``/metrics`` endpoint serves, as Prometheus reads it: (name, labels) ->
+    value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def metric_total(samples: MetricSamples, name: str, **labels: str) -> float:
+    """The sum of ``name``'s samples whose labels include ``labels``."""
+    want = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == name and want <= ls)

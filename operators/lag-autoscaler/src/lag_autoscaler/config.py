@@ -15,3 +15,5 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # Each admin request (metadata, committed offsets, list offsets) gives up after this long.
     autoscaler_kafka_timeout_s: float = Field(default=10.0, gt=0)
+    # Prometheus metrics (``/metrics``) on this port; 0: not served.
+    autoscaler_metrics_port: int = Field(default=9464, ge=0)

@@ -17,6 +17,7 @@ from typing import Any
 
 import kopf
 
+from lag_autoscaler import metrics
 from lag_autoscaler.reconcile import LagSource, ScaleTarget, reconcile
 from lag_autoscaler.spec import GROUP, PLURAL, VERSION, AutoscalerSpec
 
@@ -89,6 +90,7 @@ async def autoscale(
         now=datetime.now(UTC),
     )
     patch.status.update(outcome.status)
+    metrics.observe(namespace or "", body["metadata"]["name"], outcome.status)
     for event in outcome.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
         log = logger.warning if event.type == "Warning" else logger.info

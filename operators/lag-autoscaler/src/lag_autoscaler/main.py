@@ -7,6 +7,8 @@ import random
 
 import kopf
 from kubernetes import client
+from prometheus_client import start_http_server
+from ticketing_events import metrics
 from ticketing_events.logs import configure_logging
 from ticketing_events.settings import KafkaSettings
 
@@ -65,6 +67,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "release":
         release(client.CustomObjectsApi(api_client()), args.namespace)
         return
+    metrics.configure_metrics("lag-autoscaler")
+    if settings.autoscaler_metrics_port:
+        start_http_server(settings.autoscaler_metrics_port, registry=metrics.REGISTRY)
     kopf.run(
         registry=registry,
         memo=operator_memo(build_adapters(settings, KafkaSettings())),

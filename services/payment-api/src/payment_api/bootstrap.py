@@ -19,6 +19,7 @@ from payment_api.adapters.database import create_db_engine
 from payment_api.adapters.outbox import OutboxStore
 from payment_api.adapters.redis_queue import RedisQueue
 from payment_api.config import Settings
+from payment_api.metrics import outbox_gauges
 from payment_api.migrations import SchemaVersion
 from payment_api.service_layer import housekeeping
 from payment_api.service_layer.activator import QueueActivator
@@ -91,10 +92,12 @@ class Services:
         return UnitOfWork(self.engine, after_commit=self.relay.notify if self.relay else _nothing)
 
     def start(self) -> None:
+        outbox_gauges.store = OutboxStore(self.engine)
         for component in self.components:
             component.start()
 
     def close(self) -> None:
+        outbox_gauges.store = None
         for component in reversed(self.components):
             component.stop()
         if self.post_processing is not None:

@@ -11,6 +11,7 @@ from typing import NoReturn
 
 from fastapi import FastAPI
 from ticketing_events.logs import configure_logging
+from ticketing_events.metrics import configure_metrics
 from ticketing_events.tracing import configure_tracing
 
 from payment_api.config import Settings
@@ -22,6 +23,7 @@ def _configure_process(settings: Settings) -> None:
     configure_logging(settings.service_name, settings.log_level)
     install_log_redaction()
     configure_tracing(settings.service_name)
+    configure_metrics(settings.service_name)
 
 
 def app_factory() -> FastAPI:

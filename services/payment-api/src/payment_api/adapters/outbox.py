@@ -152,6 +152,13 @@ class OutboxStore:
 
     def pending(self) -> int:
         """How many rows wait for Kafka."""
-        stmt = select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
+        return self.backlog()[0]
+
+    def backlog(self) -> tuple[int, datetime | None]:
+        """How many rows wait for Kafka, and when the oldest of them was written."""
+        stmt = select(func.count(), func.min(outbox.c.created_at)).where(
+            outbox.c.published_at.is_(None)
+        )
         with self._engine.connect() as conn:
-            return int(conn.execute(stmt).scalar_one())
+            count, oldest = conn.execute(stmt).one()
+        return int(count), oldest

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from anyio import to_thread
 from fastapi import FastAPI
 from opentelemetry import trace
+from opentelemetry.metrics import NoOpMeterProvider
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -18,6 +19,7 @@ from payment_api.api.routes import catalogue, health, payments, points, queue, r
 from payment_api.auth import verifier_from
 from payment_api.bootstrap import Services, bootstrap
 from payment_api.config import Settings
+from payment_api.metrics import HttpMetrics
 
 
 def create_app(
@@ -58,6 +60,7 @@ def create_app(
         app.include_router(module.router)
     openapi.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes, problem=app.state.problem)
+    app.add_middleware(HttpMetrics)
     if instrument:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
@@ -71,6 +74,7 @@ def create_app(
             exclude_spans=["receive", "send"],
             server_request_hook=redaction.server_request_hook,
             http_capture_headers_sanitize_fields=redaction.SECRET_HEADERS,
+            meter_provider=NoOpMeterProvider(),  # HttpMetrics records the request durations
         )
     return app
 

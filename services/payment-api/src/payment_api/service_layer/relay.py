@@ -15,12 +15,28 @@ from typing import Protocol
 import structlog
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from ticketing_events import tracing
+from ticketing_events.metrics import meter
 from ticketing_events.producer import DeliveryError, OutgoingMessage
 
 from payment_api.adapters.outbox import OutboxRow, OutboxStore
 from payment_api.service_layer.background import BackgroundLoop
 
 log = structlog.get_logger(__name__)
+
+_meter = meter("payment_api.relay")
+_publish_duration = _meter.create_histogram(
+    "ticketing.outbox.publish.duration",
+    unit="s",
+    description="Time from a batch's publish to Kafka's acknowledgement of all of it",
+)
+_published = _meter.create_counter(
+    "ticketing.outbox.published", unit="{event}", description="Outbox events Kafka acknowledged"
+)
+_publish_failures = _meter.create_counter(
+    "ticketing.outbox.publish.failures",
+    unit="{batch}",
+    description="Batches Kafka did not acknowledge whole (given back, published again)",
+)
 
 
 class Publisher(Protocol):
@@ -91,15 +107,19 @@ class OutboxRelay:
                 rows = self._store.claim(limit, now, now + self._lease, published=acked)
             if not rows:
                 return sent
+            started = time.perf_counter()
             try:
                 self._publisher.publish(
                     [outgoing(r) for r in rows], timeout=self._publish_timeout + 1
                 )
             except DeliveryError as exc:
+                _publish_failures.add(1)
                 self._settle_failure(rows, {event_id for event_id, _ in exc.failures})
                 self._retry_after = time.monotonic() + self._backoff
                 log.warning("outbox publish failed; will retry", error=str(exc)[:300])
                 return sent
+            _publish_duration.record(time.perf_counter() - started)
+            _published.add(len(rows))
             acked = [r.id for r in rows]
             sent += len(rows)
 
