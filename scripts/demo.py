@@ -60,6 +60,7 @@ from ticketing_events.topics import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/ is no package
+import trace_png
 from stack import DATABASES, ROOT, Stack, StackError, infra_env
 
 PRICE = 150_000
@@ -672,6 +673,14 @@ def summary(
     if missing := expected - set(found):
         console.print(f"  [yellow]not in Jaeger (yet): {', '.join(sorted(missing))}")
     console.print(f"  Jaeger API: {jaeger}/api/traces/{trace_id}")
+    if found:  # the local Jaeger has no UI: a picture of the trace instead
+        try:
+            png = trace_png.write(
+                trace_png.fetch(jaeger, trace_id), stack.state_dir / f"trace-{trace_id}.png"
+            )
+            console.print(f"  waterfall:  {png}")
+        except (LookupError, httpx.HTTPError) as exc:
+            console.print(f"  [yellow]no waterfall: {exc}")
     console.print(f"  Jaeger UI:  {jaeger}/trace/{trace_id}")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 
 from opentelemetry import propagate, trace
@@ -11,6 +12,7 @@ from opentelemetry.propagators.textmap import Getter, Setter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 Headers = list[tuple[str, str | bytes | None]]
 
@@ -59,8 +61,31 @@ def fields() -> set[str]:
     return set(propagate.get_global_textmap().fields)
 
 
+# The propagators of OTEL_PROPAGATORS's default, as set up at import: while they are the global
+# ones, a lone version-00 traceparent (what our producer writes) is read without them.
+_DEFAULT_TEXTMAP = (
+    propagate.get_global_textmap()
+    if os.environ.get("OTEL_PROPAGATORS", "tracecontext,baggage") == "tracecontext,baggage"
+    else None
+)
+_TRACEPARENT_00 = re.compile(rb"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+
+
 def extract(headers: Mapping[str, bytes]) -> Context:
     """The remote context carried by a message's headers (empty when there is none)."""
+    value = headers.get("traceparent")
+    if (
+        value is not None
+        and "tracestate" not in headers
+        and "baggage" not in headers
+        and propagate.get_global_textmap() is _DEFAULT_TEXTMAP
+        and (match := _TRACEPARENT_00.fullmatch(value))
+    ):
+        # What the W3C propagators would return, for well under half their cost per message.
+        trace_id, span_id = int(match[1], 16), int(match[2], 16)
+        if trace_id and span_id:
+            remote = SpanContext(trace_id, span_id, True, TraceFlags(int(match[3], 16)))
+            return trace.set_span_in_context(NonRecordingSpan(remote), Context())
     return propagate.extract(headers, getter=_GETTER)
 
 
@@ -71,7 +96,9 @@ def configure_tracing(
 
     Exports OTLP (endpoint from the standard ``OTEL_EXPORTER_OTLP_*`` variables) through a
     batch processor unless ``OTEL_TRACES_EXPORTER=none``; ``processor`` replaces that (tests).
-    ``OTEL_SDK_DISABLED=true`` leaves tracing off. The sampler comes from ``OTEL_TRACES_SAMPLER``.
+    ``OTEL_SDK_DISABLED=true`` leaves tracing off. The sampler is the SDK's, from
+    ``OTEL_TRACES_SAMPLER`` and ``OTEL_TRACES_SAMPLER_ARG`` (default ``parentbased_always_on``);
+    with ``parentbased_traceidratio`` the consumers follow the decision in each ``traceparent``.
     """
     if os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
         return None
