@@ -35,9 +35,14 @@ def test_metrics_count_what_the_runtime_did_and_the_lag_drains_to_zero(kafka_boo
     rejected = payment_succeeded(1)
     good = [payment_succeeded(i) for i in range(2, 8)]
 
+    flaky, failed = good[0].event_id, []  # fails twice: at least once alone, then retried
+
     def handle(delivery: Delivery[PaymentSucceeded]) -> None:
         if delivery.event.event_id == rejected.event_id:
             raise PermanentError("seat does not exist")
+        if delivery.event.event_id == flaky and len(failed) < 2:
+            failed.append(flaky)
+            raise RuntimeError("flaky")
 
     runtime = ConsumerRuntime(
         group,
@@ -79,9 +84,10 @@ def test_metrics_count_what_the_runtime_did_and_the_lag_drains_to_zero(kafka_boo
     dead = "ticketing_consumer_dead_lettered_total"
     assert metric_total(samples, dead, reason="undecodable") == 1
     assert metric_total(samples, dead, reason="rejected") == 1
-    assert (
-        metric_total(samples, "ticketing_consumer_failures_total", error_type="PermanentError") >= 1
-    )
+    failures = "ticketing_consumer_failures_total"
+    assert metric_total(samples, failures, error_type="PermanentError", **topic) >= 1
+    assert metric_total(samples, failures, error_type="RuntimeError", **topic) >= 1
+    assert metric_total(samples, "ticketing_consumer_retries_total", reason="error", **topic) >= 1
     assert metric_total(samples, "messaging_process_duration_seconds_count", **topic) >= 1
     assert metric_total(samples, "ticketing_consumer_batch_size_count") >= 1
     assert metric_total(samples, "ticketing_consumer_paused") == 0

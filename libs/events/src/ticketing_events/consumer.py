@@ -479,7 +479,7 @@ class ConsumerRuntime:
             # An outage uses up no attempt and lasts as long as it lasts: pause, then retry.
             outage_attempt += 1
             self.stats.retries += 1
-            self.metrics.retried("outage")
+            self.metrics.retried(group[0].topic, "outage")
             self._report_outage(outage)
             delay = backoff_delay(
                 outage_attempt, self.settings.backoff_initial_s, self.settings.backoff_max_s
@@ -538,7 +538,7 @@ class ConsumerRuntime:
     def _retry_single(self, handler: BatchHandler, item: _Item, error: Exception) -> None:
         while not isinstance(error, PermanentError) and item.attempts < self.settings.max_attempts:
             self.stats.retries += 1
-            self.metrics.retried("error")
+            self.metrics.retried(item.topic, "error")
             delay = backoff_delay(
                 item.attempts, self.settings.backoff_initial_s, self.settings.backoff_max_s
             )

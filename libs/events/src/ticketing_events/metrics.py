@@ -210,8 +210,8 @@ class ConsumerMetrics:
     def dead_lettered(self, topic: str, reason: str) -> None:
         self._i.dead_lettered.add(1, {**self.attributes(topic), "reason": reason})
 
-    def retried(self, why: str) -> None:
-        self._i.retries.add(1, {**self._base, "reason": why})
+    def retried(self, topic: str, why: str) -> None:
+        self._i.retries.add(1, {**self.attributes(topic), "reason": why})
 
     def failed(self, topic: str, error: BaseException) -> None:
         self._i.failures.add(1, {**self.attributes(topic), "error.type": type(error).__name__})
