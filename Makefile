@@ -3,7 +3,10 @@ SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
 ENV := source infra/k8s/env.sh &&
-UV = $(shell scripts/ensure-uv.sh)
+UV := $(shell scripts/ensure-uv.sh)
+ifeq ($(strip $(UV)),)
+$(error no uv: scripts/ensure-uv.sh could not install it (see above))
+endif
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
