@@ -45,7 +45,12 @@ class Trace:
 def parse(data: dict[str, object]) -> Trace:
     processes = {k: v["serviceName"] for k, v in data["processes"].items()}  # type: ignore[attr-defined]
     spans = []
+    seen: set[str] = set()
     for raw in data["spans"]:  # type: ignore[attr-defined]
+        # An OTLP export retried after a client-side timeout can store a span twice: same id.
+        if raw["spanID"] in seen:
+            continue
+        seen.add(raw["spanID"])
         tags = {t["key"]: t["value"] for t in raw.get("tags", [])}
         parents = [r["spanID"] for r in raw.get("references", []) if r["refType"] == "CHILD_OF"]
         spans.append(

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import pytest
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import (
     AdminClient,
     ConfigResource,
@@ -75,10 +76,19 @@ def test_an_existing_topic_gets_two_in_sync_replicas(cluster: KafkaServer) -> No
     topic = NewTopic(name, num_partitions=1, replication_factor=3)
     topic.config = {"min.insync.replicas": "1"}
     admin.create_topics([topic])[name].result(30)
-    assert min_insync(admin, [name]) == {name: "1"}
+
+    # Each broker answers describe_configs from its copy of the metadata, which lags a moment
+    # behind the controller: ensure_topics must not see the default of a broker not caught up.
+    def everywhere(value: str) -> bool:
+        try:
+            return all(min_insync(admin, [name]) == {name: value} for _ in range(6))
+        except KafkaException:  # a broker that does not know the topic yet
+            return False
+
+    Harness.wait_until(lambda: everywhere("1"), 30, "min.insync.replicas 1 on every broker")
 
     assert ensure_topics(cluster.bootstrap, [name]) == []  # nothing created, one topic aligned
-    assert min_insync(admin, [name]) == {name: "2"}
+    Harness.wait_until(lambda: everywhere("2"), 30, "min.insync.replicas 2 on every broker")
 
 
 def in_sync(cluster: KafkaServer, topics: list[str]) -> bool:

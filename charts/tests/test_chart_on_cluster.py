@@ -64,7 +64,9 @@ def tools() -> dict[str, str]:
 
 @pytest.fixture
 def helm(kube: Any, tools: dict[str, str]) -> Helm:
-    kube.apply_crds(sorted(Path(tools["KEDA_CRDS"]).glob("*.yaml")))
+    # KEDA's ScaledObject, and prometheus-operator's PodMonitor (the external profile's).
+    crd_dirs = (tools["KEDA_CRDS"], tools["PROMETHEUS_OPERATOR_CRDS"])
+    kube.apply_crds([crd for d in crd_dirs for crd in sorted(Path(d).glob("*.yaml"))])
     return Helm(tools["HELM"], kube.kubeconfig)
 
 

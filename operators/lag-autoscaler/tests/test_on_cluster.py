@@ -19,7 +19,13 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from lag_autoscaler.reconcile import parse_time
 from lag_autoscaler.spec import GROUP, PLURAL, VERSION
-from ticketing_events.testing import end_offsets, start_group_at_end
+from ticketing_events.testing import (
+    end_offsets,
+    free_port,
+    metric_total,
+    scrape_metrics,
+    start_group_at_end,
+)
 
 from .conftest import Topics
 
@@ -78,11 +84,13 @@ class Operator:
         self, kubeconfig: str, namespace: str, log: Path, bootstrap: str, args: list[str]
     ) -> None:
         self.log = log
+        self.metrics_port = free_port()  # each replica its own, as each pod has
         env = {
             **os.environ,
             "KUBECONFIG": kubeconfig,
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             "AUTOSCALER_KAFKA_TIMEOUT_S": "3",
+            "AUTOSCALER_METRICS_PORT": str(self.metrics_port),
             "LOG_LEVEL": "INFO",
         }
         command = [str(Path(sys.executable).with_name("lag-autoscaler")), "run"]
@@ -183,6 +191,10 @@ def test_scales_with_lag_up_down_and_to_zero(
     assert (status["totalLag"], status["partitions"], status["desiredReplicas"]) == (50, 4, 4)
     assert objects.condition("consumer", "Ready") == ("True", "PartitionCap")
     assert any("-> 4 replicas" in m for m in objects.events("Scaled")), op.output()
+    metrics = scrape_metrics(f"http://127.0.0.1:{op.metrics_port}/metrics")
+    labels = {"namespace": ns, "autoscaler": "consumer"}
+    assert metric_total(metrics, "ticketing_autoscaler_lag", **labels) == 50
+    assert metric_total(metrics, "ticketing_autoscaler_replicas_desired", **labels) == 4
 
     # The backlog consumed: down to minReplicas, but only after the stabilization window. The
     # operator's own times tell, not when this test looked: the last poll before the commit

@@ -340,8 +340,8 @@ class KafkaServer:
         self.java.append(f"{libs}/*")
         self.data_dir = data_dir
         self.nodes = nodes
-        self.ports = {n: _free_port() for n in self.node_ids}
-        self.controller_ports = {n: _free_port() for n in self.node_ids}
+        self.ports = {n: free_port() for n in self.node_ids}
+        self.controller_ports = {n: free_port() for n in self.node_ids}
         self.port, self.controller_port = self.ports[1], self.controller_ports[1]
         self.bootstrap = ",".join(f"127.0.0.1:{p}" for p in self.ports.values())
         self.log = self.node_dir(1) / "kafka.log"
@@ -495,7 +495,7 @@ def _listens(port: int) -> bool:
     return True
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -541,7 +541,7 @@ class PrometheusServer:
         self.data_dir = data_dir
         self.targets = list(targets)
         self.scrape_interval = scrape_interval
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = data_dir / "prometheus.log"
         self.process: subprocess.Popen[bytes] | None = None

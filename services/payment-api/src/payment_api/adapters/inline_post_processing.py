@@ -86,7 +86,7 @@ def build_inline_post_processing(
 
     keys = RedisKeys(redis_key_prefix)
     ttl = cleanup.Settings().seat_released_ttl_s
-    effects = release_effects(client, cleanup.GROUP)
+    effects = release_effects(client, cleanup.GROUP, redis_key_prefix)
     platform = DataPlatformClient(dataplatform.Settings())
     ledger = SqlSalesLedger(engine, ranking.GROUP)
     steps: dict[type[Envelope], list[Step]] = {
