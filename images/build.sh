@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds localhost/ticketing/<service>:dev for every services/<service>/Dockerfile and
-# operators/<operator>/Dockerfile (or the ones named) with docker or podman (common.sh), then
-# prints each image's size and what it adds on top of the base.
+# Builds localhost/ticketing/<name>:dev for every service and operator (or the ones named) with
+# docker or podman (common.sh): each from its own Dockerfile, the consumers from
+# images/consumer.Dockerfile with --build-arg SERVICE=<name>. Then prints each image's size and
+# what it adds on top of the base.
 # Usage: images/build.sh [service ...]
 set -euo pipefail
 # shellcheck source=images/common.sh
@@ -24,12 +25,14 @@ fi
 seconds=()
 for name in "${names[@]}"; do
   dockerfile="$(dockerfile_of "$name")"
+  args=(--build-arg "BASE_IMAGE=$BASE_IMAGE")
+  [[ $dockerfile != "$CONSUMER_DOCKERFILE" ]] || args+=(--build-arg "SERVICE=$name")
   log="$IMAGES_CACHE/build-$name.log"
   echo "building $IMAGE_PREFIX/$name:$IMAGE_TAG with $CONTAINER_TOOL on $BASE_IMAGE (log: $log)"
   start=$SECONDS
   if ! nice -n 10 "$CONTAINER_TOOL" ${TOOL_FLAGS[@]+"${TOOL_FLAGS[@]}"} build \
     ${BUILD_FLAGS[@]+"${BUILD_FLAGS[@]}"} -f "$dockerfile" -t "$IMAGE_PREFIX/$name:$IMAGE_TAG" \
-    --build-arg "BASE_IMAGE=$BASE_IMAGE" "$REPO_ROOT" >"$log" 2>&1; then
+    "${args[@]}" "$REPO_ROOT" >"$log" 2>&1; then
     tail -n 30 "$log" >&2
     exit 1
   fi

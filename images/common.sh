@@ -105,21 +105,26 @@ need() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$1" >&2
 }
 
-# Services and operators that have a Dockerfile, one name a line.
+# The Dockerfile of every services/<name> without one of its own (the consumers).
+CONSUMER_DOCKERFILE="$REPO_ROOT/images/consumer.Dockerfile"
+
+# Every service (a services/<name>/pyproject.toml) and every operator with a Dockerfile, one
+# name a line.
 services() {
   local f
-  for f in "$REPO_ROOT"/services/*/Dockerfile "$REPO_ROOT"/operators/*/Dockerfile; do
+  for f in "$REPO_ROOT"/services/*/pyproject.toml "$REPO_ROOT"/operators/*/Dockerfile; do
     [[ -f "$f" ]] && basename "$(dirname "$f")"
   done
 }
 
-# The Dockerfile of a service or operator.
+# The Dockerfile of a service or operator: its own, else the consumer Dockerfile.
 dockerfile_of() {
   local f
   for f in "$REPO_ROOT/services/$1/Dockerfile" "$REPO_ROOT/operators/$1/Dockerfile"; do
     [[ -f "$f" ]] && { echo "$f"; return; }
   done
-  echo "no Dockerfile for $1 under services/ or operators/" >&2
+  [[ -f "$REPO_ROOT/services/$1/pyproject.toml" ]] && { echo "$CONSUMER_DOCKERFILE"; return; }
+  echo "no service or operator $1 under services/ or operators/" >&2
   return 1
 }
 

@@ -6,9 +6,8 @@ from typing import Any
 
 import pytest
 import redis
-from cleanup_consumer.config import Settings
+from cleanup_consumer.app import app
 from cleanup_consumer.handlers import RedisKeys
-from cleanup_consumer.main import build_runtime
 from confluent_kafka import Producer
 from ticketing_events.consumer import ConsumerRuntime
 from ticketing_events.producer import EventProducer
@@ -27,10 +26,7 @@ def publish(harness, *events: Envelope) -> None:
 
 
 def cleanup(harness, group: str, client: redis.Redis, **consumer: object) -> ConsumerRuntime:
-    settings = Settings(redis_key_prefix=harness.prefix, consumer_group=group)
-    return build_runtime(
-        settings, client, kafka=harness.kafka, consumer=harness.consumer_settings(**consumer)
-    )
+    return harness.runtime(app, group, {"redis": client}, **consumer)
 
 
 def hold_and_activate(client: redis.Redis, keys: RedisKeys, *all_ids: dict[str, Any]) -> None:

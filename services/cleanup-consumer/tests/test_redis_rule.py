@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 import redis
-from cleanup_consumer.adapters import release_effects
+from cleanup_consumer.app import release_effects
 from cleanup_consumer.handlers import FAILED, PAID, RedisKeys, failure_call, success_call
 from ticketing_events.idempotency import RedisOnce
 from ticketing_events.schemas import Envelope, PaymentSucceeded

@@ -9,9 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy
 from compensator.adapters import SqlCompensations
-from compensator.config import GROUP, Settings
+from compensator.app import app
 from compensator.handlers import compensation
-from compensator.main import build_runtime
 from sqlalchemy import event
 from ticketing_events.consumer import ConsumerRuntime
 from ticketing_events.db import create_db_engine
@@ -35,10 +34,7 @@ def publish(harness, *events: Envelope) -> None:
 
 
 def compensator(harness, group, engine, **consumer) -> ConsumerRuntime:
-    settings = Settings(consumer_group=group)
-    return build_runtime(
-        settings, engine, kafka=harness.kafka, consumer=harness.consumer_settings(**consumer)
-    )
+    return harness.runtime(app, group, {"engine": engine}, **consumer)
 
 
 def failed(held, reason=FailureReason.INSUFFICIENT_POINTS, points_deducted=0, **ids):
@@ -140,15 +136,17 @@ def test_old_processed_rows_are_pruned_between_batches(harness, engine, world):
     with engine.begin() as conn:
         conn.execute(
             sqlalchemy.text("insert into processed_events values (:g, :e, :at)"),
-            {"g": GROUP, "e": old, "at": datetime.now(UTC) - timedelta(days=40)},
+            {"g": app.group, "e": old, "at": datetime.now(UTC) - timedelta(days=40)},
         )
     [held] = world()
     event = failed(held)
     with harness.running(compensator(harness, group, engine)):
         publish(harness, event)
         harness.wait_until(lambda: processed(engine, group, [event]), what="the failure")
-        harness.wait_until(lambda: old not in processed_event_ids(engine, GROUP), what="pruning")
-    assert event.event_id in processed_event_ids(engine, GROUP), "a recent row stays"
+        harness.wait_until(
+            lambda: old not in processed_event_ids(engine, app.group), what="pruning"
+        )
+    assert event.event_id in processed_event_ids(engine, app.group), "a recent row stays"
 
 
 def test_a_poison_message_is_dead_lettered_and_the_consumer_goes_on(harness, engine, world):

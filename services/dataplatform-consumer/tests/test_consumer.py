@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import pytest
 from confluent_kafka import Producer
-from dataplatform_consumer.adapters import DataPlatformClient
-from dataplatform_consumer.config import Settings
-from dataplatform_consumer.main import build_runtime
+from dataplatform_consumer.app import app
 from opentelemetry.trace import SpanKind
 from ticketing_events.consumer import ConsumerRuntime
 from ticketing_events.producer import EventProducer
@@ -32,11 +30,11 @@ def consumer(
     harness, group: str, url: str, consumer: dict[str, Any] | None = None, **platform: Any
 ) -> Iterator[ConsumerRuntime]:
     """The consumer in a thread, sending to ``url``; ``platform``: ``Settings`` fields."""
-    settings = Settings(consumer_group=group, dataplatform_url=url, **platform)
-    with DataPlatformClient(settings) as client:
-        runtime = build_runtime(
+    settings = app.settings(consumer_group=group, dataplatform_url=url, **platform)
+    with ExitStack() as stack:
+        runtime = app.runtime(
             settings,
-            client,
+            app.open(settings, stack),
             kafka=harness.kafka,
             consumer=harness.consumer_settings(**(consumer or {})),
         )

@@ -10,8 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 import redis
 import sqlalchemy
-from ranking_consumer.config import GROUP, Settings
-from ranking_consumer.main import build_runtime, rebuild
+from ranking_consumer.app import app, rebuild_redis
 from ticketing_events.consumer import ConsumerRuntime
 from ticketing_events.db import create_db_engine
 from ticketing_events.producer import EventProducer
@@ -37,14 +36,7 @@ def publish(harness, *events: Envelope) -> None:
 
 
 def ranking(harness, group, engine, client, **consumer) -> ConsumerRuntime:
-    settings = Settings(redis_key_prefix=harness.prefix, consumer_group=group)
-    return build_runtime(
-        settings,
-        engine,
-        client,
-        kafka=harness.kafka,
-        consumer=harness.consumer_settings(**consumer),
-    )
+    return harness.runtime(app, group, {"engine": engine, "redis": client}, **consumer)
 
 
 def sales(schedule_id: int, seats: int, *paid_after_s: float) -> list[PaymentSucceeded]:
@@ -153,7 +145,7 @@ def test_old_processed_rows_are_pruned_and_recent_ones_still_dedupe(harness, eng
     yesterday, long_ago = datetime.now(UTC) - timedelta(days=1), datetime.now(UTC) - timedelta(40)
     mark = sqlalchemy.text("update processed_events set processed_at = :at where event_id = :e")
     add = sqlalchemy.text("insert into processed_events values (:g, :e, :at)")
-    old = {g: f"old-{uuid.uuid4().hex}" for g in (GROUP, group, "another-service-group")}
+    old = {g: f"old-{uuid.uuid4().hex}" for g in (app.group, group, "another-service-group")}
     with engine.begin() as conn:
         conn.execute(mark, {"at": yesterday, "e": recent.event_id})
         conn.execute(add, [{"g": g, "e": e, "at": long_ago} for g, e in old.items()])
@@ -168,7 +160,7 @@ def test_old_processed_rows_are_pruned_and_recent_ones_still_dedupe(harness, eng
         harness.wait_until(lambda: processed(engine, group, [trigger]), what="the payment")
         harness.wait_until(lambda: len(rows(old.values())) == 1, what="the pruning")
     assert rows(old.values()) == {("another-service-group", old["another-service-group"])}
-    assert rows([recent.event_id]) == {(GROUP, recent.event_id), (group, recent.event_id)}
+    assert rows([recent.event_id]) == {(app.group, recent.event_id), (group, recent.event_id)}
     assert sold(engine, schedule) == 2, "the recent payment, redelivered, counted once"
 
 
@@ -238,7 +230,7 @@ def test_rebuild_redis_rewrites_the_ranking_from_the_database(harness, engine):
     stale = keys.sold_out_ranking(date(1999, 1, 1))
     harness.redis.delete(key)
     harness.redis.zadd(stale, {"1": 1.0})
-    settings = Settings(redis_key_prefix=harness.prefix, consumer_group=group)
-    assert rebuild(settings, engine, harness.redis) >= 1
+    settings = app.settings(redis_key_prefix=harness.prefix, consumer_group=group)
+    assert rebuild_redis(settings, engine, harness.redis) >= 1
     assert score(harness.redis, harness, schedule) == 25.0
     assert not harness.redis.exists(stale)

@@ -8,9 +8,8 @@ from typing import Any
 import pytest
 import redis
 from confluent_kafka import Producer
-from seatlock_consumer.config import Settings
+from seatlock_consumer.app import app
 from seatlock_consumer.handlers import RedisKeys
-from seatlock_consumer.main import build_runtime
 from ticketing_events.consumer import ConsumerRuntime
 from ticketing_events.producer import EventProducer
 from ticketing_events.schemas import ReservationCreated
@@ -34,10 +33,7 @@ def publish(harness, *events: ReservationCreated) -> None:
 
 
 def seatlock(harness, group: str, client: redis.Redis, **consumer: object) -> ConsumerRuntime:
-    settings = Settings(redis_key_prefix=harness.prefix, consumer_group=group)
-    return build_runtime(
-        settings, client, kafka=harness.kafka, consumer=harness.consumer_settings(**consumer)
-    )
+    return harness.runtime(app, group, {"redis": client}, **consumer)
 
 
 def test_a_reservation_holds_its_seat_until_the_hold_expires(harness):

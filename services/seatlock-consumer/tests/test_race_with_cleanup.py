@@ -9,10 +9,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from cleanup_consumer import config as cleanup_config
-from cleanup_consumer import main as cleanup_main
-from seatlock_consumer import config as seatlock_config
-from seatlock_consumer import main as seatlock_main
+from cleanup_consumer.app import app as cleanup_app
+from seatlock_consumer.app import app as seatlock_app
 from seatlock_consumer.handlers import RedisKeys
 from ticketing_events.producer import EventProducer
 from ticketing_events.schemas import Envelope, PaymentFailed, PaymentSucceeded, ReservationCreated
@@ -25,18 +23,8 @@ pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 def both_consumers(harness) -> Iterator[tuple[str, str]]:
     seat_group = harness.group([ReservationCreated.TYPE])
     cleanup_group = harness.group([PaymentSucceeded.TYPE, PaymentFailed.TYPE])
-    seatlock = seatlock_main.build_runtime(
-        seatlock_config.Settings(redis_key_prefix=harness.prefix, consumer_group=seat_group),
-        harness.redis,
-        kafka=harness.kafka,
-        consumer=harness.consumer_settings(),
-    )
-    cleanup = cleanup_main.build_runtime(
-        cleanup_config.Settings(redis_key_prefix=harness.prefix, consumer_group=cleanup_group),
-        harness.redis,
-        kafka=harness.kafka,
-        consumer=harness.consumer_settings(),
-    )
+    seatlock = harness.runtime(seatlock_app, seat_group, {"redis": harness.redis})
+    cleanup = harness.runtime(cleanup_app, cleanup_group, {"redis": harness.redis})
     with ExitStack() as stack:
         stack.enter_context(harness.running(seatlock))
         stack.enter_context(harness.running(cleanup))

@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis
 from cleanup_consumer import handlers as cleanup
-from cleanup_consumer.adapters import release_effects
-from seatlock_consumer.adapters import seat_hold_effects
+from cleanup_consumer.app import release_effects
+from seatlock_consumer.app import seat_hold_effects
 from seatlock_consumer.handlers import RedisKeys, hold_call
 from ticketing_events.idempotency import RedisOnce
 from ticketing_events.schemas import ReservationCreated

@@ -33,6 +33,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from ticketing_events.app import ConsumerApp
 from ticketing_events.consumer import ConsumerRuntime
 from ticketing_events.producer import EventProducer
 from ticketing_events.redis_layout import RedisKeys
@@ -198,6 +199,25 @@ class Harness:
             "health_host": "127.0.0.1",
         }
         return ConsumerSettings(**{**values, **overrides})
+
+    def runtime(
+        self,
+        app: ConsumerApp[Any],
+        group: str,
+        resources: Mapping[str, Any],
+        *,
+        settings: Mapping[str, Any] | None = None,
+        **consumer: Any,
+    ) -> ConsumerRuntime:
+        """``app``'s consumer in ``group`` on this harness's Kafka and Redis key prefix;
+        ``settings``: fields of the app's settings, ``consumer``: of ``ConsumerSettings``."""
+        values = {"consumer_group": group, "redis_key_prefix": self.prefix, **(settings or {})}
+        return app.runtime(
+            app.settings(**values),
+            resources,
+            kafka=self.kafka,
+            consumer=self.consumer_settings(**consumer),
+        )
 
     @contextmanager
     def running(self, runtime: ConsumerRuntime) -> Iterator[ConsumerRuntime]:

@@ -60,6 +60,19 @@ CONSUMER_GROUPS: dict[str, ConsumerGroup] = {
 }
 
 
+def consumers_of(topic: str) -> tuple[str, ...]:
+    """The services whose groups read ``topic``, in the registry's order."""
+    return tuple(g.service for g in CONSUMER_GROUPS.values() if topic in g.topics)
+
+
+def group_of(service: str) -> ConsumerGroup:
+    """The registry's group of a consumer service."""
+    for group in CONSUMER_GROUPS.values():
+        if group.service == service:
+            return group
+    raise KeyError(f"{service} is no consumer of the topic registry (topics.py)")
+
+
 T = TypeVar("T")
 
 log = structlog.get_logger(__name__)

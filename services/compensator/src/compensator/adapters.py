@@ -20,9 +20,12 @@ from sqlalchemy import (
 )
 from ticketing_events.db import Id, UtcDateTime
 from ticketing_events.idempotency import claim_each, processed_events_table
+from ticketing_events.topics import group_of
 
-from compensator.config import GROUP
 from compensator.handlers import Compensation, refunds
+
+# Whose rows say that a payment was compensated, whichever group compensates it.
+GROUP = group_of("compensator").name
 
 # The columns of payment-api's tables this service uses (payment-api README "Tables").
 metadata = MetaData()

@@ -1,19 +1,14 @@
-"""Configuration from the environment (pydantic-settings); every field is documented in README."""
+"""Configuration from the environment (pydantic-settings); every field is documented in README.
+
+The client's settings (adapters.py) besides the app's, so they are a module of their own."""
 
 from __future__ import annotations
 
 from pydantic import Field
 from ticketing_events.service import ServiceSettings
-from ticketing_events.topics import CONSUMER_GROUPS
-
-GROUP = "data-platform-group"
-assert GROUP in CONSUMER_GROUPS, "the group must be the registry's"
 
 
 class Settings(ServiceSettings):
-    service_name: str = "dataplatform-consumer"
-    consumer_group: str = GROUP
-
     # Where each payment is POSTed.
     dataplatform_url: str = "http://127.0.0.1:8090/payments"
     # Per request: connect, write, read and pool wait each.

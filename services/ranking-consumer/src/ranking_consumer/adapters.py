@@ -19,13 +19,12 @@ from sqlalchemy import (
     case,
     select,
 )
-from ticketing_events import redis_layout as layout
 from ticketing_events.db import Id, UtcDateTime, upsert
 from ticketing_events.idempotency import claim_each, processed_events_table
 from ticketing_events.redis_layout import RedisKeys
 from ticketing_events.schemas import PaymentSucceeded
+from ticketing_events.topics import group_of
 
-from ranking_consumer.config import GROUP, Settings
 from ranking_consumer.handlers import SoldOut, Tally, sold_out, tally
 
 # The columns of payment-api's tables this service uses (payment-api README "Tables").
@@ -48,6 +47,8 @@ sold_out_ranking = Table(
     Column("seconds_to_sell_out", Float, nullable=False),
 )
 processed_events = processed_events_table(metadata)
+# Whose rows say that a payment was counted, whichever group counts it.
+GROUP = group_of("ranking-consumer").name
 
 
 class SqlSalesLedger:
@@ -140,7 +141,3 @@ class RedisRankingBoard:
 
 def _member(entry: SoldOut) -> dict[str, float]:
     return {str(entry.schedule_id): entry.seconds_to_sell_out}
-
-
-def redis_client(settings: Settings) -> Redis:
-    return layout.redis_client(settings.redis_url, settings.redis_socket_timeout_s)

@@ -1,5 +1,5 @@
 """``POST_PROCESSING=sync``: the post-payment steps run inside the request, after the commit,
-with the consumers' own batch handlers, one event per batch (the system before Kafka).
+with the consumer apps' own batch handlers, one event per batch (the system before Kafka).
 
 The consumer packages come with the ``sync-post-processing`` extra and are imported only here,
 only in that mode; the production image, built without the extra, never loads them.
@@ -8,23 +8,25 @@ only in that mode; the production image, built without the extra, never loads th
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable
+from contextlib import ExitStack
 
 import structlog
 from opentelemetry import context as otel_context
 from redis import Redis
 from sqlalchemy import Engine
-from ticketing_events.consumer import Delivery
-from ticketing_events.redis_layout import RedisKeys
-from ticketing_events.schemas import Envelope, PaymentFailed, PaymentSucceeded
+from ticketing_events.app import app_package, load_app
+from ticketing_events.consumer import BatchHandler, Delivery
+from ticketing_events.schemas import Envelope
+from ticketing_events.topics import CONSUMER_GROUPS, PAYMENT_FAILED, PAYMENT_SUCCESS
 
 log = structlog.get_logger(__name__)
 
 EXTRA = "sync-post-processing"
-PACKAGES = ("ranking_consumer", "dataplatform_consumer", "cleanup_consumer", "compensator")
+# The registry's groups that act on a payment's outcome; their apps run here.
+GROUPS = [g for g in CONSUMER_GROUPS.values() if {PAYMENT_SUCCESS, PAYMENT_FAILED} & set(g.topics)]
 
-Step = tuple[str, Callable[[Sequence[Delivery[Any]]], None]]
+Step = tuple[str, BatchHandler]
 
 
 class InlinePostProcessing:
@@ -55,7 +57,9 @@ class MissingExtra(RuntimeError):
 
 def require_extra() -> None:
     """Raise ``MissingExtra`` unless the consumer packages are installed."""
-    missing = [name for name in PACKAGES if importlib.util.find_spec(name) is None]
+    missing = [
+        g.service for g in GROUPS if importlib.util.find_spec(app_package(g.service)) is None
+    ]
     if missing:
         raise MissingExtra(
             f"POST_PROCESSING=sync needs payment-api's '{EXTRA}' extra (the consumer packages; "
@@ -66,38 +70,22 @@ def require_extra() -> None:
 def build_inline_post_processing(
     engine: Engine, client: Redis, redis_key_prefix: str
 ) -> InlinePostProcessing:
-    """The four post-payment services' handlers on payment-api's own engine and Redis client,
-    in their registry groups (so their once-per-event records are the consumers' own). The data
-    platform client and the tombstone TTL read the consumers' variables (``DATAPLATFORM_*``,
+    """The handlers of the consumer apps of ``GROUPS`` on payment-api's own engine and Redis
+    client (the resources ``engine`` and ``redis``), in their registry groups (so their
+    once-per-event records are the consumers' own). Other resources (the data platform client)
+    and settings come from the consumers' variables (``DATAPLATFORM_*``,
     ``SEAT_RELEASED_TTL_S``)."""
     require_extra()
-    from cleanup_consumer import config as cleanup
-    from cleanup_consumer.adapters import release_effects
-    from cleanup_consumer.handlers import release_after_failure, release_after_success
-    from compensator import config as compensator
-    from compensator.adapters import SqlCompensations
-    from compensator.handlers import compensate
-    from dataplatform_consumer import config as dataplatform
-    from dataplatform_consumer.adapters import DataPlatformClient
-    from dataplatform_consumer.handlers import send_payments
-    from ranking_consumer import config as ranking
-    from ranking_consumer.adapters import RedisRankingBoard, SqlSalesLedger
-    from ranking_consumer.handlers import update_ranking
-
-    keys = RedisKeys(redis_key_prefix)
-    ttl = cleanup.Settings().seat_released_ttl_s
-    effects = release_effects(client, cleanup.GROUP, redis_key_prefix)
-    platform = DataPlatformClient(dataplatform.Settings())
-    ledger = SqlSalesLedger(engine, ranking.GROUP)
-    steps: dict[type[Envelope], list[Step]] = {
-        PaymentSucceeded: [
-            ("ranking", update_ranking(ledger, RedisRankingBoard(client, keys))),
-            ("dataplatform", send_payments(platform)),
-            ("cleanup", release_after_success(effects, keys, ttl)),
-        ],
-        PaymentFailed: [
-            ("compensator", compensate(SqlCompensations(engine, compensator.GROUP))),
-            ("cleanup", release_after_failure(effects, keys, ttl)),
-        ],
-    }
-    return InlinePostProcessing(steps, platform.close)
+    stack = ExitStack()
+    steps: dict[type[Envelope], list[Step]] = {}
+    try:
+        for group in GROUPS:
+            app = load_app(group.service)
+            settings = app.settings(consumer_group=group.name, redis_key_prefix=redis_key_prefix)
+            resources = app.open(settings, stack, {"engine": engine, "redis": client})
+            for event, handler in app.handlers(settings, resources).items():
+                steps.setdefault(event, []).append((group.service, handler))
+    except BaseException:
+        stack.close()
+        raise
+    return InlinePostProcessing(steps, stack.close)
