@@ -277,7 +277,7 @@ def run(
             False
         ),
     }
-    base = free_ports_from(8)
+    base = free_ports_from(3 + len(CONSUMERS))
     stack = Stack(
         {**env, **through},
         ROOT,
@@ -286,7 +286,7 @@ def run(
         api_port=base,
         stub_port=base + 1,
         health_port=base + 2,
-        stub_admin_port=base + 7,  # after the five consumers' health ports
+        stub_admin_port=base + 2 + len(CONSUMERS),  # after the consumers' health ports
         schema=f"chaos_{run_id}",
         redis_prefix=f"chaos-{run_id}:",
         group_prefix=f"chaos-{run_id}-",

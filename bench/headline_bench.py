@@ -3,7 +3,7 @@
 
 One run, one fresh PostgreSQL schema and Redis prefix, the stand-in data platform answering
 after 200 ms. Each mode runs payment-api with 2 uvicorn workers; in events mode the stack of
-scripts/stack.py runs too (the five consumers in consumer groups of this run, moved to the
+scripts/stack.py runs too (the registry's consumers in consumer groups of this run, moved to the
 end of their topics first). Per mode, the same open-loop rush of bench/api_bench.py at a rate
 both modes sustain and at a rush rate, every payment with a fresh fan (the cleanup step
 expires the payer's queue token), after a short warm-up that is not counted. Latency is
@@ -377,7 +377,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     engine = stack.engine()
     bench = Bench(engine, args)
     try:
-        print("events mode (payment-api + five consumers):", flush=True)
+        print(f"events mode (payment-api + {len(CONSUMERS)} consumers):", flush=True)
         try:
             events = await run_events(bench, stack, rates)
         finally:

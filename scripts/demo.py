@@ -1,7 +1,7 @@
 """``make demo``: the whole system running locally, a ticketing rush, and what it did.
 
 Starts the infrastructure, creates the topics, migrates and seeds a fresh database, starts
-the stack of scripts/stack.py (payment-api, the five consumers, the stand-in data platform),
+the stack of scripts/stack.py (payment-api, the registry's consumers, the stand-in data platform),
 then plays a rush: fans arrive open-loop, take a queue token, wait until the queue lets them
 in, reserve a seat and pay; some have too few points, so ``payment.failed`` flows too. It shows
 the payments and every consumer group's lag live, waits for the lag to drain and prints a

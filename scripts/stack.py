@@ -2,8 +2,8 @@
 
     python scripts/stack.py up|down|status|logs [--db sqlite|postgres] [--dir .demo]
 
-payment-api (its outbox relay and queue activator run as threads inside it), the five
-consumers of the topic registry and the stand-in data platform, each started from its console
+payment-api (its outbox relay and queue activator run as threads inside it), the consumers
+of the topic registry and the stand-in data platform, each started from its console
 script in ``.venv/bin``; a service not installed yet is skipped with a warning. ``up`` waits
 for every health endpoint and does not start what already runs; ``down`` sends SIGTERM, then
 SIGKILL after a grace period, and does nothing when nothing runs.
@@ -36,20 +36,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
+from ticketing_events.topics import CONSUMER_GROUPS
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
 ROOT = Path(__file__).resolve().parent.parent
 DATABASES = ("sqlite", "postgres")
-# Consumers in the order of the topic registry, one health port each from the first one.
-CONSUMERS = (
-    "ranking-consumer",
-    "dataplatform-consumer",
-    "cleanup-consumer",
-    "compensator",
-    "seatlock-consumer",
-)
+# The registry's consumers in its order, one health port each from the first one.
+CONSUMERS = tuple(g.service for g in CONSUMER_GROUPS.values())
 
 
 class StackError(RuntimeError):

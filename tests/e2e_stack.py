@@ -36,7 +36,7 @@ def running_stack(
         state_dir=state_dir,
         api_port=base,
         stub_port=base + 1,
-        stub_admin_port=base + 7,  # after the five consumers' health ports
+        stub_admin_port=base + 2 + len(CONSUMERS),  # after the consumers' health ports
         health_port=base + 2,
         schema=f"e2e_{run}",
         redis_prefix=f"e2e-{run}:",

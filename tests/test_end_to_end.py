@@ -18,7 +18,7 @@ from payment_api.seed import add_schedule, add_users
 from sqlalchemy import text
 from stack import CONSUMERS, Stack
 from ticketing_events.testing import committed_offsets, end_offsets
-from ticketing_events.topics import CONSUMER_GROUPS
+from ticketing_events.topics import CONSUMER_GROUPS, PAYMENT_SUCCESS, consumers_of
 
 pytestmark = [
     pytest.mark.kafka,
@@ -124,7 +124,7 @@ def test_a_paid_seat_is_one_trace_from_the_request_to_every_consumer(stack: Stac
     paid = fans.pay(0, reserved.json()["reservation_id"])
     assert paid.status_code == 201, paid.text
 
-    consumers = ("ranking-consumer", "dataplatform-consumer", "cleanup-consumer")
+    consumers = consumers_of(PAYMENT_SUCCESS)
     t = fetch_trace(jaeger_url(stack), trace_id(paid), has_consumers(*consumers), timeout=60)
 
     (server,) = [s for s in t.of("payment-api", "server") if s.name == "POST /v1/payments"]

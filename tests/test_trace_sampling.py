@@ -22,6 +22,7 @@ from jaeger import Span, Trace, fetch_trace, parse
 from PIL import Image
 from stack import Stack
 from test_end_to_end import PRICE, Fans, trace_id, wait_drained
+from ticketing_events.topics import PAYMENT_SUCCESS, consumers_of
 from ticketing_events.tracing import MESSAGING_GROUP
 
 pytestmark = [
@@ -33,7 +34,7 @@ pytestmark = [
 ]
 
 SAMPLER = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "1"}
-CONSUMERS = ("ranking-consumer", "dataplatform-consumer", "cleanup-consumer")
+CONSUMERS = consumers_of(PAYMENT_SUCCESS)
 
 
 @pytest.fixture(scope="module")

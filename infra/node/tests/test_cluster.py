@@ -42,7 +42,7 @@ from node_api import ENV, NODE_SH, REPO, kubectl, ready_node, run, shell_env
 from payment_api.config import Settings
 from payment_api.migrations import alembic_config
 from sqlalchemy import text
-from ticketing_events.topics import CONSUMER_GROUPS
+from ticketing_events.topics import CONSUMER_GROUPS, PAYMENT_FAILED, PAYMENT_SUCCESS, consumers_of
 
 sys.path.insert(0, str(REPO / "tests"))
 from jaeger import Trace, fetch_trace
@@ -559,11 +559,11 @@ def assert_spans(t: Trace, topic: str, consumers: tuple[str, ...]) -> None:
 def test_one_payments_trace_spans_payment_api_and_each_consumer(
     kind_release: Release, rush: Rush
 ) -> None:
-    consumers = ("ranking-consumer", "dataplatform-consumer", "cleanup-consumer")
+    consumers = consumers_of(PAYMENT_SUCCESS)
     paid = payment_trace(kind_release, 201, consumers)
     assert_spans(paid, "payment.success", consumers)
     assert not paid.of("compensator")
-    failed_consumers = ("compensator", "cleanup-consumer")
+    failed_consumers = consumers_of(PAYMENT_FAILED)
     failed = payment_trace(kind_release, 402, failed_consumers)
     assert_spans(failed, "payment.failed", failed_consumers)
     REPORT["kind: a paid payment's trace"] = f"{paid.trace_id}: {sorted(paid.services)}"
