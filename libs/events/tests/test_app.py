@@ -134,7 +134,9 @@ def test_a_service_outside_the_registry_has_no_app():
         ConsumerApp("no-such-consumer", Settings)
 
 
-def test_a_command_runs_with_the_resources_open(capsys):
+def test_a_command_runs_with_the_resources_open(capsys, monkeypatch):
+    # configure_logging would cache structlog's loggers for every later test
+    monkeypatch.setattr("ticketing_events.app.configure_logging", lambda *_: None)
     log: list[str] = []
     app = make_app(log)
     app.main(["show"])

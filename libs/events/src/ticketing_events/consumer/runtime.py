@@ -1,34 +1,36 @@
-"""At-least-once consumer runtime: poll in batches, decode, dispatch, retry, dead-letter, commit.
-
-Offsets are committed only for messages that were handled or dead-lettered: per batch
-(asynchronously), on partition revocation and at shutdown (synchronously). Handlers must
-therefore be idempotent; ``ticketing_events.idempotency`` helps with that.
-"""
+"""``ConsumerRuntime``: poll in batches, decode, dispatch, retry, dead-letter, commit."""
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
-from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from pydantic import ValidationError
 
 from ticketing_events import tracing
+from ticketing_events.consumer.dead_letters import SHRINK, DeadLetterReason, rejection
+from ticketing_events.consumer.delivery import BatchHandler, Delivery
+from ticketing_events.consumer.errors import (
+    BatchFailures,
+    DeploymentError,
+    PermanentError,
+    RetriesExhausted,
+    short,
+)
+from ticketing_events.consumer.headers import checked_headers, header_map
 from ticketing_events.health import HealthServer
 from ticketing_events.metrics import ConsumerMetrics
 from ticketing_events.producer import is_fatal, producer_config
@@ -39,82 +41,8 @@ from ticketing_events.topics import TOPIC_EVENTS, dlq_topic, redrive_topic
 _logger = logging.getLogger("ticketing_events.consumer")
 log = structlog.get_logger(_logger.name)
 
-E = TypeVar("E", bound=Envelope)
-
-
 _NO_CONTEXT = Context()
 _BROKER_PROBE_INTERVAL_S = 2.0
-
-
-class PermanentError(Exception):
-    """The handler can never process this event: dead-letter it at once, without retries."""
-
-
-class RetriesExhausted(PermanentError):
-    """The handler spent its own retry budget on this event: dead-letter it at once."""
-
-
-class DeploymentError(Exception):
-    """The deployment is wrong, not the event (a table never migrated, a wrong URL).
-
-    Treated as an outage by every runtime: consumption pauses until it is fixed and nothing is
-    dead-lettered; the runtime logs it once at error level and reports not ready meanwhile.
-    """
-
-
-class BatchFailures(Exception):
-    """Raised by a batch handler that finished some events and failed others.
-
-    ``failures`` maps a failed event's index in the batch to its error; every event not named
-    is done. The runtime retries or dead-letters only the failed events, one at a time, as it
-    does any event's error (``PermanentError`` at once, outage errors with consumption paused).
-    """
-
-    def __init__(self, failures: Mapping[int, Exception]) -> None:
-        super().__init__(f"{len(failures)} event(s) failed")
-        self.failures = dict(failures)
-
-
-class DeadLetterReason(StrEnum):
-    UNDECODABLE = "undecodable"
-    INVALID = "invalid"
-    UNSUPPORTED_VERSION = "unsupported_version"
-    UNKNOWN_TOPIC = "unknown_topic"
-    REJECTED = "rejected"
-    RETRIES_EXHAUSTED = "retries_exhausted"
-
-
-@dataclass(slots=True)
-class Delivery(Generic[E]):
-    """A decoded event with where it came from; ``context`` holds its consumer span."""
-
-    event: E
-    topic: str
-    partition: int
-    offset: int
-    context: Context
-    message: Message
-
-    @property
-    def headers(self) -> dict[str, bytes]:
-        return _header_map(self.message)
-
-
-BatchHandler = Callable[[Sequence[Delivery[Any]]], None]
-
-
-def each(handle: Callable[[Delivery[E]], None]) -> Callable[[Sequence[Delivery[E]]], None]:
-    """Adapt a one-event handler; each call runs with that event's consumer span current."""
-
-    def handle_batch(batch: Sequence[Delivery[E]]) -> None:
-        for delivery in batch:
-            token = otel_context.attach(delivery.context)
-            try:
-                handle(delivery)
-            finally:
-                otel_context.detach(token)
-
-    return handle_batch
 
 
 @dataclass
@@ -141,7 +69,7 @@ class _Item:
     dead_letter: tuple[DeadLetterReason, str] | None = None
     attempts: int = 0
     done: bool = False  # the handler finished it
-    shrink: int = 0  # how much its dead letter leaves out to fit the topic (_SHRINK)
+    shrink: int = 0  # how much its dead letter leaves out to fit the topic (SHRINK)
 
 
 def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
@@ -352,15 +280,15 @@ class ConsumerRuntime:
             return self._decode_item(message, topic, partition, offset)
         except Exception as exc:  # an input no check above foresaw: never stop the group on it
             item = _Item(message, topic, partition, offset, None)
-            item.dead_letter = (DeadLetterReason.UNDECODABLE, _short(exc))
+            item.dead_letter = (DeadLetterReason.UNDECODABLE, short(exc))
             return item
 
     def _decode_item(self, message: Message, topic: str, partition: int, offset: int) -> _Item:
         bad_headers = None
         try:
-            headers = _checked_headers(message)
+            headers = checked_headers(message)
         except ValueError as exc:
-            headers, bad_headers = {}, _short(exc)
+            headers, bad_headers = {}, short(exc)
         span = None
         parent = _NO_CONTEXT
         if self._tracer is not None:
@@ -391,7 +319,7 @@ class ConsumerRuntime:
         try:
             event = model.model_validate_json(value)
         except ValidationError as exc:
-            item.dead_letter = _rejection(value, exc)
+            item.dead_letter = rejection(value, exc)
             return item
         if not event.schema_version.startswith(SUPPORTED_PREFIX):
             item.dead_letter = (
@@ -412,47 +340,47 @@ class ConsumerRuntime:
         for item in items:
             if item.delivery is not None:
                 by_type.setdefault(item.delivery.event.event_type, []).append(item)
-        for event_type, group in by_type.items():
-            self._handle(self._handlers[event_type], group)
+        for event_type, batch in by_type.items():
+            self._handle(self._handlers[event_type], batch)
 
-    def _handle(self, handler: BatchHandler, group: list[_Item]) -> None:
+    def _handle(self, handler: BatchHandler, batch: list[_Item]) -> None:
         """Run the batch, then retry what failed: the events a ``BatchFailures`` named, or,
         after an error of the whole batch, each event alone to isolate the bad one."""
-        error = self._attempt(handler, group)
+        error = self._attempt(handler, batch)
         if error is None:
             return
         if isinstance(error, _Failed):
             for item, item_error in error.items:
                 self._retry_single(handler, item, item_error)
-        elif len(group) == 1:
-            self._retry_single(handler, group[0], error)
+        elif len(batch) == 1:
+            self._retry_single(handler, batch[0], error)
         else:
-            for item in group:
+            for item in batch:
                 self._handle(handler, [item])
 
-    def _attempt(self, handler: BatchHandler, group: list[_Item]) -> Exception | None:
+    def _attempt(self, handler: BatchHandler, batch: list[_Item]) -> Exception | None:
         """Call the handler, riding out dependency outages; return the error it ended with.
 
         After a ``BatchFailures`` only its failed events stay in play, and the error returned
-        names each failed event (``_Failed``; for a group of one, that event's own error).
+        names each failed event (``_Failed``; for a batch of one, that event's own error).
         """
-        single = len(group) == 1
+        single = len(batch) == 1
         failed: list[tuple[_Item, Exception]] = []  # events settled with an error
         outage_attempt = 0
         while True:
             started = time.perf_counter()
             try:
                 try:
-                    handler([item.delivery for item in group])  # type: ignore[misc]
+                    handler([item.delivery for item in batch])  # type: ignore[misc]
                 finally:
-                    self.metrics.handler_time(group[0].topic, time.perf_counter() - started)
+                    self.metrics.handler_time(batch[0].topic, time.perf_counter() - started)
             except BatchFailures as exc:
-                named = [(group[i], e) for i, e in exc.failures.items() if 0 <= i < len(group)]
+                named = [(batch[i], e) for i, e in exc.failures.items() if 0 <= i < len(batch)]
                 if len(named) != len(exc.failures):
-                    self._count_attempt(group)
-                    return self._settle(single, failed, group, exc)  # not this batch's indices
+                    self._count_attempt(batch)
+                    return self._settle(single, failed, batch, exc)  # not this batch's indices
                 failing = {id(item) for item, _ in named}
-                self._mark_done([item for item in group if id(item) not in failing])
+                self._mark_done([item for item in batch if id(item) not in failing])
                 settled = [(i, e) for i, e in named if not isinstance(e, self._outage_errors)]
                 for item, error in settled:
                     self.metrics.failed(item.topic, error)
@@ -463,40 +391,40 @@ class ConsumerRuntime:
                 if not outages:
                     self._outage_over()
                     return self._settle(single, failed)
-                group = [i for i, _ in outages]
+                batch = [i for i, _ in outages]
                 outage: BaseException = outages[0][1]
             except self._outage_errors as exc:
                 outage = exc
             except Exception as exc:
-                self.metrics.failed(group[0].topic, exc)
+                self.metrics.failed(batch[0].topic, exc)
                 self._outage_over()
-                self._count_attempt(group)
-                return self._settle(single, failed, group, exc)
+                self._count_attempt(batch)
+                return self._settle(single, failed, batch, exc)
             else:
-                self._mark_done(group)
+                self._mark_done(batch)
                 self._outage_over()
                 return self._settle(single, failed)
             # An outage uses up no attempt and lasts as long as it lasts: pause, then retry.
             outage_attempt += 1
             self.stats.retries += 1
-            self.metrics.retried(group[0].topic, "outage")
+            self.metrics.retried(batch[0].topic, "outage")
             self._report_outage(outage)
             delay = backoff_delay(
                 outage_attempt, self.settings.backoff_initial_s, self.settings.backoff_max_s
             )
             self._waiting_out_outage = True
             try:
-                if not self._wait(delay) or not self._still_assigned(group):
+                if not self._wait(delay) or not self._still_assigned(batch):
                     raise _Abandoned() from outage
             finally:
                 self._waiting_out_outage = False
 
     @staticmethod
-    def _count_attempt(group: list[_Item]) -> None:
+    def _count_attempt(batch: list[_Item]) -> None:
         """A handler error counts against each event only when it is that event's own:
         the event ran alone, or a ``BatchFailures`` named it."""
-        if len(group) == 1:
-            group[0].attempts += 1
+        if len(batch) == 1:
+            batch[0].attempts += 1
 
     def _mark_done(self, items: list[_Item]) -> None:
         for item in items:
@@ -508,10 +436,10 @@ class ConsumerRuntime:
     def _report_outage(self, error: BaseException) -> None:
         if isinstance(error, DeploymentError):
             if self._deployment_error is None:  # once per episode, loudly
-                log.error("deployment error, consumption paused", error=_short(error))
-            self._deployment_error = _short(error)
+                log.error("deployment error, consumption paused", error=short(error))
+            self._deployment_error = short(error)
         else:
-            log.warning("dependency unavailable, pausing", error=_short(error), group=self.group)
+            log.warning("dependency unavailable, pausing", error=short(error), group=self.group)
 
     def _outage_over(self) -> None:
         if self._deployment_error is not None:
@@ -522,15 +450,15 @@ class ConsumerRuntime:
     def _settle(
         single: bool,
         failed: list[tuple[_Item, Exception]],
-        group: list[_Item] | None = None,
+        batch: list[_Item] | None = None,
         error: Exception | None = None,
     ) -> Exception | None:
-        """The outcome of ``_attempt``: ``error`` of the whole ``group`` stays one error while
+        """The outcome of ``_attempt``: ``error`` of the whole ``batch`` stays one error while
         no event was singled out; otherwise every failed event is named with its own error."""
-        if error is not None and group is not None:
+        if error is not None and batch is not None:
             if not failed:
                 return error
-            failed = failed + [(item, error) for item in group]
+            failed = failed + [(item, error) for item in batch]
         if not failed:
             return None
         return failed[0][1] if single else _Failed(failed)
@@ -553,7 +481,7 @@ class ConsumerRuntime:
             if isinstance(error, PermanentError) and not isinstance(error, RetriesExhausted)
             else DeadLetterReason.RETRIES_EXHAUSTED
         )
-        item.dead_letter = (reason, _short(error))
+        item.dead_letter = (reason, short(error))
         if item.span is not None:
             item.span.record_exception(error)
 
@@ -598,7 +526,7 @@ class ConsumerRuntime:
         """Publish to the dead-letter topics and wait for Kafka's acknowledgement.
 
         A record the topic refuses as too large is published again with less of the original
-        (``_SHRINK``): a dead letter that never fits would stall its partition for good. The
+        (``SHRINK``): a dead letter that never fits would stall its partition for good. The
         original stays where ``dlq.original.*`` points, to be fetched from there.
         """
         for item in items:  # each attempt starts from the whole record
@@ -614,7 +542,7 @@ class ConsumerRuntime:
         too_large: list[_Item] = []
 
         def refused(item: _Item, err: KafkaError) -> None:
-            if err.code() == KafkaError.MSG_SIZE_TOO_LARGE and item.shrink < len(_SHRINK):
+            if err.code() == KafkaError.MSG_SIZE_TOO_LARGE and item.shrink < len(SHRINK):
                 item.shrink += 1
                 too_large.append(item)
             else:
@@ -651,11 +579,11 @@ class ConsumerRuntime:
         """Value, key and headers of ``item``'s dead letter, less what ``item.shrink`` drops."""
         assert item.dead_letter is not None
         reason, detail = item.dead_letter
-        dropped = _SHRINK[item.shrink - 1] if item.shrink else ()
+        dropped = SHRINK[item.shrink - 1] if item.shrink else ()
         headers: tracing.Headers = []
         if "headers" not in dropped:
             headers += [
-                (k, v) for k, v in _header_map(item.message).items() if not k.startswith("dlq.")
+                (k, v) for k, v in header_map(item.message).items() if not k.startswith("dlq.")
             ]
         headers += [
             ("dlq.reason", reason.value.encode()),
@@ -867,11 +795,6 @@ class ConsumerRuntime:
         item.span.end()
 
 
-# What a dead letter too large for its topic leaves out, step by step: the value, then also
-# the key and the original headers (dlq.* headers stay, so the original can be fetched).
-_SHRINK: tuple[tuple[str, ...], ...] = (("value",), ("value", "key", "headers"))
-
-
 class _Abandoned(Exception):
     """The batch's partitions moved away, or we are stopping: leave it uncommitted."""
 
@@ -882,56 +805,6 @@ class _Failed(Exception):
     def __init__(self, items: list[tuple[_Item, Exception]]) -> None:
         super().__init__(f"{len(items)} event(s) failed")
         self.items = items
-
-
-def _rejection(value: bytes, exc: ValidationError) -> tuple[DeadLetterReason, str]:
-    """Why a message failed validation: not JSON, a major version we do not read, or invalid."""
-    if any(e["type"] == "json_invalid" for e in exc.errors()):
-        return DeadLetterReason.UNDECODABLE, _short(exc)
-    try:
-        version = json.loads(value).get("schema_version")
-    except (ValueError, AttributeError):
-        version = None
-    if isinstance(version, str) and not version.startswith(SUPPORTED_PREFIX):
-        return DeadLetterReason.UNSUPPORTED_VERSION, f"schema_version {version!r}"
-    return DeadLetterReason.INVALID, _short(exc)
-
-
-# Headers whose values are text: the envelope's and the trace context's.
-_TEXT_HEADERS = frozenset(
-    {"event_type", "event_id", "schema_version", "content-type", *tracing.fields()}
-)
-
-
-def _header_pairs(message: Message) -> list[tuple[str, bytes]]:
-    # A consumed message's headers are (str, bytes | None) pairs; a None value reads as absent.
-    # A key that is not UTF-8 raises UnicodeDecodeError.
-    pairs: list[tuple[str, bytes | None]] = message.headers() or []  # type: ignore[assignment]
-    return [(k, v) for k, v in pairs if v is not None]
-
-
-def _header_map(message: Message) -> dict[str, bytes]:
-    """A message's headers by key (the last of a repeated key); {} when a key is not UTF-8."""
-    try:
-        return dict(_header_pairs(message))
-    except UnicodeDecodeError:
-        return {}
-
-
-def _checked_headers(message: Message) -> dict[str, bytes]:
-    """The headers, or ValueError when a key or a text header's value is not UTF-8."""
-    pairs = _header_pairs(message)
-    for key, value in pairs:
-        if key in _TEXT_HEADERS:
-            try:
-                value.decode()
-            except UnicodeDecodeError:
-                raise ValueError(f"header {key!r} is not UTF-8: {value[:64]!r}") from None
-    return dict(pairs)
-
-
-def _short(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:500]
 
 
 def _names(partitions: list[TopicPartition]) -> list[str]:
