@@ -53,11 +53,11 @@ from api_bench import (
 )
 from dataplatform_stub.control import running_stub
 from payment_api.seed import add_schedule, add_users
+from ticketing_events.offsets import KafkaOffsets
 from ticketing_events.topics import CONSUMER_GROUPS
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))  # scripts/ is no package
-from demo import KafkaOffsets  # noqa: E402
 from stack import CONSUMERS, Stack, infra_env  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -176,7 +176,7 @@ class Lag:
         group, topics = self.groups[service]
         ends = self.kafka.ends(topics)
         committed = self.kafka.committed(group, topics)
-        return sum(ends[tp] - committed.get(tp, 0) for tp in ends)
+        return sum(ends[tp] - max(committed.get(tp, 0), 0) for tp in ends)
 
     def all(self) -> dict[str, int]:
         return {name: self.of(name) for name in self.groups}

@@ -27,7 +27,6 @@ import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -38,13 +37,7 @@ from types import FrameType
 from typing import Any
 
 import httpx
-from confluent_kafka import (
-    Consumer,
-    ConsumerGroupTopicPartitions,
-    KafkaException,
-    TopicPartition,
-)
-from confluent_kafka.admin import AdminClient, OffsetSpec
+from confluent_kafka import KafkaException
 from payment_api.auth import dev_auth_env, mint_dev_token
 from rich import box
 from rich.console import Console, Group
@@ -52,11 +45,11 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import text
+from ticketing_events.offsets import KafkaOffsets, Offsets
 from ticketing_events.topics import (
     CONSUMER_GROUPS,
     TOPIC_EVENTS,
     dlq_topic,
-    retry_while_settling,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/ is no package
@@ -69,86 +62,10 @@ DATES = 3  # schedules per concert, on consecutive days
 # Demand per concert: the first is the most wanted (1, 1/2, 1/3, ...).
 POPULARITY = [1 / (n + 1) for n in range(CONCERTS)]
 
-Offsets = dict[tuple[str, int], int]
 
-
-# -- Kafka: end offsets and committed offsets ----------------------------------------------
-
-
-def raise_partition_error(tps: list[TopicPartition]) -> list[TopicPartition]:
-    """``tps``, unless one carries an error: a call can succeed while partitions failed (the
-    first commit on a fresh broker answers NOT_COORDINATOR that way)."""
-    for tp in tps:
-        if tp.error is not None:
-            raise KafkaException(tp.error)
-    return tps
-
-
-class KafkaOffsets:
-    """End offsets and moves through the admin API; committed offsets through one consumer
-    per group that never joins it. Not the admin API's ``list_consumer_group_offsets``: when
-    its answer is a coordinator error, as on a fresh broker, librdkafka (2.16) dereferences
-    the consumer group handle an admin client has not, and the process dies of SIGSEGV."""
-
-    def __init__(self, bootstrap: str) -> None:
-        self.bootstrap = bootstrap
-        self.admin = AdminClient({"bootstrap.servers": bootstrap})
-        topics = self.admin.list_topics(timeout=10).topics
-        self.partitions = {name: sorted(meta.partitions) for name, meta in topics.items()}
-        self._readers: dict[str, Consumer] = {}
-        self._lock = threading.Lock()  # Snapshot.take runs in worker threads
-
-    def _tps(self, topics: Iterable[str], offsets: Offsets | None = None) -> list[TopicPartition]:
-        return [
-            TopicPartition(t, p, (offsets or {}).get((t, p), -1001))
-            for t in topics
-            for p in self.partitions[t]
-        ]
-
-    def ends(self, topics: Iterable[str]) -> Offsets:
-        """High watermarks."""
-        wanted = {tp: OffsetSpec.latest() for tp in self._tps(topics)}
-
-        def call() -> Offsets:
-            futures = self.admin.list_offsets(wanted, request_timeout=10)
-            return {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
-
-        return retry_while_settling(call)
-
-    def _reader(self, group: str) -> Consumer:
-        with self._lock:
-            if group not in self._readers:
-                self._readers[group] = Consumer(
-                    {
-                        "bootstrap.servers": self.bootstrap,
-                        "group.id": group,
-                        "enable.auto.commit": False,
-                    }
-                )
-            return self._readers[group]
-
-    def committed(self, group: str, topics: Iterable[str]) -> Offsets:
-        """The group's committed offsets (0 where it committed none)."""
-        tps = self._tps(topics)
-        result = retry_while_settling(
-            lambda: raise_partition_error(self._reader(group).committed(tps, 10))
-        )
-        return {(tp.topic, tp.partition): max(tp.offset, 0) for tp in result}
-
-    def move_to_end(self, group: str, topics: Iterable[str]) -> None:
-        """Commit the group's offsets at the topics' ends (the group must have no members)."""
-        topics = list(topics)
-        request = ConsumerGroupTopicPartitions(group, self._tps(topics, self.ends(topics)))
-        alter = self.admin.alter_consumer_group_offsets
-        retry_while_settling(
-            lambda: raise_partition_error(alter([request])[group].result().topic_partitions)
-        )
-
-    def close(self) -> None:
-        with self._lock:
-            for reader in self._readers.values():
-                reader.close()
-            self._readers.clear()
+def committed(kafka: KafkaOffsets, group: str, topics: Iterable[str]) -> Offsets:
+    """The group's committed offsets, 0 where it committed none."""
+    return {tp: max(o, 0) for tp, o in kafka.committed(group, topics).items()}
 
 
 def total(offsets: Offsets) -> int:
@@ -171,7 +88,7 @@ class Snapshot:
         topics = list(TOPIC_EVENTS) + [d for g in CONSUMER_GROUPS for d in group_dlqs(g)]
         return cls(
             kafka.ends(topics),
-            {g.name: kafka.committed(g.name, g.topics) for g in CONSUMER_GROUPS.values()},
+            {g.name: committed(kafka, g.name, g.topics) for g in CONSUMER_GROUPS.values()},
         )
 
     def published(self, topic: str) -> int:

@@ -23,7 +23,8 @@ SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 START_AT_END = """
 import json, sys
 sys.path.insert(0, sys.argv[2])
-from demo import KafkaOffsets, start_at_end
+from demo import start_at_end
+from ticketing_events.offsets import KafkaOffsets
 from rich.console import Console
 
 start = start_at_end(KafkaOffsets(sys.argv[1]), Console(stderr=True))

@@ -35,6 +35,7 @@ from confluent_kafka import (
 
 from ticketing_events.app import ConsumerApp
 from ticketing_events.consumer import ConsumerRuntime
+from ticketing_events.offsets import KafkaOffsets
 from ticketing_events.producer import EventProducer
 from ticketing_events.redis_layout import RedisKeys
 from ticketing_events.schemas import (
@@ -54,28 +55,10 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
 
-def _partitions(consumer: Consumer, topic: str) -> list[int]:
-    meta = consumer.list_topics(topic, timeout=10).topics[topic]
-    if meta.error is not None:
-        raise RuntimeError(f"topic {topic}: {meta.error}")
-    return sorted(meta.partitions)
-
-
-def _high_watermark(consumer: Consumer, tp: TopicPartition) -> int:
-    return int(retry_while_settling(lambda: consumer.get_watermark_offsets(tp, timeout=10))[1])
-
-
 def end_offsets(bootstrap_servers: str, topics: Iterable[str]) -> dict[tuple[str, int], int]:
     """High watermark of every partition of ``topics``."""
-    consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": "offset-probe"})
-    try:
-        return {
-            (topic, p): _high_watermark(consumer, TopicPartition(topic, p))
-            for topic in topics
-            for p in _partitions(consumer, topic)
-        }
-    finally:
-        consumer.close()
+    with KafkaOffsets(bootstrap_servers, client_id="offset-probe") as offsets:
+        return offsets.ends(topics)
 
 
 def start_group_at_end(
@@ -98,13 +81,9 @@ def start_group_at_end(
 def committed_offsets(
     bootstrap_servers: str, group: str, topics: Iterable[str]
 ) -> dict[tuple[str, int], int]:
-    consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": group})
-    try:
-        tps = [TopicPartition(t, p) for t in topics for p in _partitions(consumer, t)]
-        committed = retry_while_settling(lambda: consumer.committed(tps, timeout=10))
-        return {(tp.topic, tp.partition): tp.offset for tp in committed}
-    finally:
-        consumer.close()
+    """The group's committed offsets; negative where it committed none."""
+    with KafkaOffsets(bootstrap_servers, client_id="offset-probe") as offsets:
+        return offsets.committed(group, topics)
 
 
 def set_topic_config(bootstrap_servers: str, topic: str, name: str, value: str) -> None:
