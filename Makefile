@@ -47,6 +47,11 @@ infra-status: ## show each component's health, address, pid and log
 topics: ## create every topic, dead-letter and redrive topic of the registry
 	$(ENV) $(UV) run ticketing-topics
 
+.PHONY: new-consumer
+new-consumer: install ## a new post-payment step: NAME=audit-consumer EVENTS=payment.success[,payment.failed] (scripts/new_consumer.py)
+	@[[ -n "$(NAME)" && -n "$(EVENTS)" ]] || { echo "usage: make new-consumer NAME=<service> EVENTS=<topic>[,<topic>]" >&2; exit 2; }
+	UV=$(UV) $(UV) run python scripts/new_consumer.py "$(NAME)" "$(EVENTS)"
+
 .PHONY: asyncapi
 asyncapi: ## docs/asyncapi.yaml from the topic registry and event models, checked by @asyncapi/parser
 	$(UV) run python -m ticketing_events.asyncapi docs/asyncapi.yaml

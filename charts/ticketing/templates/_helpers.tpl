@@ -33,7 +33,8 @@ replaced. Unlike sprig's merge, false, 0 and "" in .over win too.
 {{- end }}
 
 {{/*
-The enabled components, default merged: a map name -> settings, as YAML. The lag-autoscaler
+The enabled components, default (and for consumers consumerDefaults) merged: a map name ->
+settings, as YAML. The lag-autoscaler
 operator is one of them only while a consumer has autoscaling.mode operator.
 */}}
 {{- define "ticketing.components" -}}
@@ -41,7 +42,11 @@ operator is one of them only while a consumer has autoscaling.mode operator.
 {{- $operated := false -}}
 {{- range $name, $c := .Values.components -}}
 {{- if ne $name "default" -}}
-{{- $m := include "ticketing.merge" (dict "base" $.Values.components.default "over" $c) | fromYaml -}}
+{{- $base := $.Values.components.default -}}
+{{- if and $c $c.consumer -}}
+{{- $base = include "ticketing.merge" (dict "base" $base "over" $.Values.consumerDefaults) | fromYaml -}}
+{{- end -}}
+{{- $m := include "ticketing.merge" (dict "base" $base "over" $c) | fromYaml -}}
 {{- if $m.enabled -}}
 {{- $_ := set $out $name $m -}}
 {{- if and $m.consumer (eq $m.autoscaling.mode "operator") -}}
