@@ -42,7 +42,8 @@ _logger = logging.getLogger("ticketing_events.consumer")
 log = structlog.get_logger(_logger.name)
 
 _NO_CONTEXT = Context()
-_BROKER_PROBE_INTERVAL_S = 2.0
+_BROKER_PROBE_INTERVAL_S = 2.0  # while the brokers are down
+_IDLE_PROBE_INTERVAL_S = 5.0  # while they are up and nothing arrives
 
 
 @dataclass
@@ -241,8 +242,7 @@ class ConsumerRuntime:
             messages += self._consumer.consume(self.settings.batch_size - 1, 0)
         items = [self._decode(m) for m in messages if m.error() is None or self._usable(m)]
         if not items:
-            if self._brokers_down:
-                self._probe_brokers()
+            self._probe_brokers()
             self._commit(asynchronous=True)  # what an earlier commit failed to confirm
             return 0
         self._brokers_down = False
@@ -743,18 +743,26 @@ class ConsumerRuntime:
             self._consumer.resume(self._consumer.assignment())
 
     def _probe_brokers(self) -> None:
-        """While the brokers are reported down and nothing arrives, ask for metadata now and
-        then: an answer means they are back, and readiness returns with no traffic."""
+        """While nothing arrives, ask for metadata now and then. No answer means the brokers
+        are down: librdkafka's ``_ALL_BROKERS_DOWN`` does not always come (a CI run saw a
+        consumer stay ready for 30 s with its only broker stopped). An answer while they were
+        down means they are back, and readiness returns with no traffic."""
         now = time.monotonic()
         if now < self._next_broker_probe:
             return
-        self._next_broker_probe = now + _BROKER_PROBE_INTERVAL_S
+        timeout = _BROKER_PROBE_INTERVAL_S if self._brokers_down else _IDLE_PROBE_INTERVAL_S
         try:
-            self._consumer.list_topics(self.topics[0], timeout=_BROKER_PROBE_INTERVAL_S)
-        except KafkaException:
+            self._consumer.list_topics(self.topics[0], timeout=timeout)
+        except KafkaException as exc:
+            if not self._brokers_down:
+                log.warning("brokers unreachable", error=str(exc), group=self.group)
+                self._brokers_down = True
             return
-        log.info("brokers reachable again", group=self.group)
-        self._brokers_down = False
+        finally:
+            self._next_broker_probe = time.monotonic() + timeout
+        if self._brokers_down:
+            log.info("brokers reachable again", group=self.group)
+            self._brokers_down = False
 
     def _on_error(self, err: KafkaError) -> None:
         if err.code() == KafkaError._TRANSPORT:
