@@ -21,13 +21,13 @@ demo: install infra-up ## the whole system, a ticketing rush, a summary (DEMO_AR
 	$(ENV) $(UV) run python scripts/demo.py $(DEMO_ARGS)
 
 up: install infra-up ## start payment-api, the consumers and the data platform stand-in (.demo/*.log)
-	$(ENV) $(UV) run python scripts/stack.py up
+	$(ENV) $(UV) run python -m ticketing_dev.stack up
 
 down: ## stop what `make up` (or `make demo DEMO_ARGS=--keep`) started
-	$(ENV) $(UV) run python scripts/stack.py down
+	$(ENV) $(UV) run python -m ticketing_dev.stack down
 
 logs: ## follow the logs of the running stack
-	$(ENV) $(UV) run python scripts/stack.py logs
+	$(ENV) $(UV) run python -m ticketing_dev.stack logs
 
 install: infra-install ## install everything: Debian packages, Kafka jars, Jaeger, Prometheus, Python deps
 	$(UV) sync --all-packages --locked

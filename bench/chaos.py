@@ -1,7 +1,7 @@
 """``make chaos``: the whole system under many faults at once, then an exact account of every
 effect of every event.
 
-The stack of scripts/stack.py (PostgreSQL, in a schema, Redis prefix and consumer groups of
+The stack of ticketing_dev.stack (PostgreSQL, in a schema, Redis prefix and consumer groups of
 this run) plays rounds of the load generator's rush (scripts/loadgen.py: authenticated fans
 queue, reserve and pay; a share of them too poor, so ``payment.failed`` flows too) while a
 fault schedule runs, each fault logged with its start and end:
@@ -59,7 +59,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))  # scripts/ is no package
+sys.path.insert(0, str(ROOT / "scripts"))  # loadgen.py, a script of its own
 from chaos_account import Sources, account  # noqa: E402
 from chaos_faults import (  # noqa: E402
     Broker,
@@ -72,7 +72,7 @@ from chaos_faults import (  # noqa: E402
 )
 from loadgen import Api, Rush, Tally, seed_round  # noqa: E402
 from sqlalchemy.exc import SQLAlchemyError  # noqa: E402
-from stack import CONSUMERS, Stack, StackError, infra_env  # noqa: E402
+from ticketing_dev.stack import CONSUMERS, Stack, StackError, infra_env  # noqa: E402
 from ticketing_events.testing import (  # noqa: E402
     TcpProxy,
     end_offsets,

@@ -236,7 +236,7 @@ def topic_event_ids(bootstrap: str, starts: Offsets) -> Counter[tuple[str, str]]
 
 
 class _RedisView:
-    """The run's keys (scripts/stack.py's prefix), read in pipelined round trips."""
+    """The run's keys (ticketing_dev.stack's prefix), read in pipelined round trips."""
 
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         from ticketing_events.redis_layout import RedisKeys

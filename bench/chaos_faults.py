@@ -7,7 +7,6 @@ import logging
 import random
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -16,9 +15,8 @@ from pathlib import Path
 from typing import Protocol
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))  # scripts/ is no package
 from dataplatform_stub.control import StubControl  # noqa: E402
-from stack import CONSUMERS, Process, Stack  # noqa: E402
+from ticketing_dev.stack import CONSUMERS, Process, Stack  # noqa: E402
 from ticketing_events.testing import KafkaServer, TcpProxy  # noqa: E402
 
 log = logging.getLogger("chaos")

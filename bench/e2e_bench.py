@@ -1,6 +1,6 @@
 """End-to-end latency under load: from a payment's commit to each of its effects.
 
-The stack of scripts/stack.py (PostgreSQL, in a schema, Redis prefix and consumer groups of
+The stack of ticketing_dev.stack (PostgreSQL, in a schema, Redis prefix and consumer groups of
 this run, the groups moved to the end of their topics) takes steps of steady open-loop
 payments (bench/api_bench.py's rush, authenticated fans with a held reservation each, one
 fresh schedule per step). For every successful payment it times three effects:
@@ -61,9 +61,8 @@ from ticketing_events.testing import end_offsets
 from ticketing_events.topics import CONSUMER_GROUPS
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))  # scripts/ is no package
 from chaos_faults import free_ports_from  # noqa: E402
-from stack import CONSUMERS, Stack, infra_env  # noqa: E402
+from ticketing_dev.stack import CONSUMERS, Stack, infra_env  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "e2e.json"
 EFFECTS = ("ranking", "platform", "hold")

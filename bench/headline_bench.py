@@ -3,7 +3,7 @@
 
 One run, one fresh PostgreSQL schema and Redis prefix, the stand-in data platform answering
 after 200 ms. Each mode runs payment-api with 2 uvicorn workers; in events mode the stack of
-scripts/stack.py runs too (the registry's consumers in consumer groups of this run, moved to the
+ticketing_dev.stack runs too (the registry's consumers in consumer groups of this run, moved to the
 end of their topics first). Per mode, the same open-loop rush of bench/api_bench.py at a rate
 both modes sustain and at a rush rate, every payment with a fresh fan (the cleanup step
 expires the payer's queue token), after a short warm-up that is not counted. Latency is
@@ -29,7 +29,6 @@ import json
 import os
 import signal
 import socket
-import sys
 import tempfile
 import time
 import uuid
@@ -57,8 +56,7 @@ from ticketing_events.offsets import KafkaOffsets
 from ticketing_events.topics import CONSUMER_GROUPS
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))  # scripts/ is no package
-from stack import CONSUMERS, Stack, infra_env  # noqa: E402
+from ticketing_dev.stack import CONSUMERS, Stack, infra_env  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 PLATFORM_LATENCY_MS = 200

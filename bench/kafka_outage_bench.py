@@ -1,6 +1,6 @@
 """Kafka fully down for a while (30 s by default) in the middle of steady payments.
 
-The stack of scripts/stack.py runs against a Kafka of this run's own (``--brokers 1`` or 3
+The stack of ticketing_dev.stack runs against a Kafka of this run's own (``--brokers 1`` or 3
 nodes, ticketing_events.testing.KafkaServer), PostgreSQL in a fresh schema. Fans pay at a
 steady open-loop rate (bench/api_bench.py's rush) in three phases of the same length: before,
 during (every Kafka node SIGKILLed when the phase starts, started again when it ends) and
@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import json
 import os
-import sys
 import tempfile
 import time
 import uuid
@@ -46,8 +45,7 @@ from ticketing_events.testing import KafkaServer, end_offsets
 from ticketing_events.topics import TOPIC_EVENTS
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))  # scripts/ is no package
-from stack import CONSUMERS, Stack, infra_env  # noqa: E402
+from ticketing_dev.stack import CONSUMERS, Stack, infra_env  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 PHASES = ("before", "during", "after")

@@ -1,7 +1,7 @@
 """``make demo``: the whole system running locally, a ticketing rush, and what it did.
 
 Starts the infrastructure, creates the topics, migrates and seeds a fresh database, starts
-the stack of scripts/stack.py (payment-api, the registry's consumers, the stand-in data platform),
+the stack of ticketing_dev.stack (payment-api, the registry's consumers, the stand-in),
 then plays a rush: fans arrive open-loop, take a queue token, wait until the queue lets them
 in, reserve a seat and pay; some have too few points, so ``payment.failed`` flows too. It shows
 the payments and every consumer group's lag live, waits for the lag to drain and prints a
@@ -32,7 +32,6 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -45,16 +44,14 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import text
+from ticketing_dev import trace_png
+from ticketing_dev.stack import DATABASES, ROOT, Stack, StackError, infra_env
 from ticketing_events.offsets import KafkaOffsets, Offsets
 from ticketing_events.topics import (
     CONSUMER_GROUPS,
     TOPIC_EVENTS,
     dlq_topic,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/ is no package
-import trace_png
-from stack import DATABASES, ROOT, Stack, StackError, infra_env
 
 PRICE = 150_000
 CONCERTS = 4
@@ -149,7 +146,7 @@ class Rush:
         # How fast payment-api's activator lets fans in (its settings and their defaults).
         batch = float(env.get("QUEUE_ACTIVATE_BATCH", "100"))
         self.activation_per_s = batch / float(env.get("QUEUE_ACTIVATE_INTERVAL_S", "1.0"))
-        self.jwt_secret = dev_auth_env(env)["AUTH_JWT_SECRET"]  # the stack's (scripts/stack.py)
+        self.jwt_secret = dev_auth_env(env)["AUTH_JWT_SECRET"]  # the stack's (ticketing_dev.stack)
 
     async def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         async with self.gate:
@@ -701,7 +698,7 @@ def main() -> int:
         users = prepare(console, stack, args)
         kafka = KafkaOffsets(stack.env["KAFKA_BOOTSTRAP_SERVERS"])
         start = start_at_end(kafka, console)
-        console.print("[bold]stack[/] (scripts/stack.py)")
+        console.print("[bold]stack[/] (ticketing_dev.stack)")
         stack.up()
         asyncio.run(play(console, stack, args, users, kafka, start))
     except KeyboardInterrupt:

@@ -1,4 +1,4 @@
-"""The whole system as processes (scripts/stack.py) for the end-to-end tests: PostgreSQL in
+"""The whole system as processes (ticketing_dev.stack) for the end-to-end tests: PostgreSQL in
 a schema of its own, consumer groups and Redis keys of its own, traces to the local Jaeger."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "scripts"), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT / "tests"))  # the helper modules beside the tests
 
 from e2e_stack import running_stack  # noqa: E402
-from stack import Stack  # noqa: E402
+from ticketing_dev.stack import Stack  # noqa: E402
 
 
 @pytest.fixture(scope="session")

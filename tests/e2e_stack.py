@@ -1,4 +1,4 @@
-"""The whole system as processes (scripts/stack.py) on a given Kafka, for the end-to-end
+"""The whole system as processes (ticketing_dev.stack) on a given Kafka, for the end-to-end
 tests (tests/conftest.py puts scripts/ and tests/ on the path)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from stack import CONSUMERS, Stack, infra_env
+from ticketing_dev.stack import CONSUMERS, Stack, infra_env
 from ticketing_events.testing import start_group_at_end
 from ticketing_events.topics import CONSUMER_GROUPS, dlq_topic, ensure_topics
 

@@ -16,7 +16,7 @@ from payment_api.auth import dev_auth_env, mint_dev_token
 from payment_api.domain.model import token_id
 from payment_api.seed import add_schedule, add_users
 from sqlalchemy import text
-from stack import CONSUMERS, Stack
+from ticketing_dev.stack import CONSUMERS, Stack
 from ticketing_events.testing import committed_offsets, end_offsets
 from ticketing_events.topics import CONSUMER_GROUPS, PAYMENT_SUCCESS, consumers_of
 
@@ -49,7 +49,7 @@ class Fans:
             )
             self.user_ids = [add_users(conn, 1, points=p, name="e2e")[0] for p in points]
         engine.dispose()
-        # each fan signs in with a development JWT of the stack's key (scripts/stack.py)
+        # each fan signs in with a development JWT of the stack's key (ticketing_dev.stack)
         secret = dev_auth_env(stack.env)["AUTH_JWT_SECRET"]
         self.jwts = [
             {"Authorization": f"Bearer {mint_dev_token(u, secret=secret)}"} for u in self.user_ids

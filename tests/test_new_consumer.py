@@ -126,7 +126,7 @@ def test_the_chart_deploys_it_and_its_tests_count_it(workspace: Path, uv: str) -
 
 def test_the_stack_and_the_images_include_it(workspace: Path, uv: str) -> None:
     probe = (
-        "import json, sys; sys.path.insert(0, 'scripts'); from stack import Stack, infra_env;"
+        "import json, sys; from ticketing_dev.stack import Stack, infra_env;"
         "s = Stack(infra_env()); (p,) = [p for p in s.processes() if p.name == sys.argv[1]];"
         "print(json.dumps({'args': p.args, 'group': p.env['CONSUMER_GROUP'],"
         " 'installed': s.installed(p.name)}))"

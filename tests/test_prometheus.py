@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
-from stack import CONSUMERS, Stack
 from test_end_to_end import PRICE, Fans, assert_every_effect_once, wait_drained
+from ticketing_dev.stack import CONSUMERS, Stack
 from ticketing_events.testing import Harness, PrometheusServer, ScrapeTarget, end_offsets
 from ticketing_events.topics import CONSUMER_GROUPS, PAYMENT_SUCCESS
 

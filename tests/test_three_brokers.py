@@ -19,8 +19,8 @@ from confluent_kafka.admin import (
 )
 from e2e_stack import running_stack
 from sqlalchemy import Engine, text
-from stack import Stack
 from test_end_to_end import PRICE, Fans, assert_every_effect_once
+from ticketing_dev.stack import Stack
 from ticketing_events.producer import producer_config
 from ticketing_events.testing import Harness, KafkaServer, end_offsets, read_from
 from ticketing_events.topics import PAYMENT_FAILED, PAYMENT_SUCCESS, all_topics, ensure_topics

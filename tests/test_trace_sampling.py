@@ -1,6 +1,6 @@
 """Traces at production rates, on the running system: parent-based sampling from the standard
 ``OTEL_TRACES_SAMPLER``/``OTEL_TRACES_SAMPLER_ARG`` variables, the consumers following
-payment-api's decision, and a sampled payment drawn as a PNG waterfall (scripts/trace_png.py).
+payment-api's decision, and a sampled payment drawn as a PNG waterfall (ticketing_dev.trace_png).
 
 Every service runs ``parentbased_traceidratio`` at 1, except payment-api at 0: a request
 without a ``traceparent`` is then not sampled, and one whose ``traceparent`` says sampled is
@@ -16,12 +16,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-import trace_png
 from e2e_stack import running_stack
 from jaeger import Span, Trace, fetch_trace, parse
 from PIL import Image
-from stack import Stack
 from test_end_to_end import PRICE, Fans, trace_id, wait_drained
+from ticketing_dev import trace_png
+from ticketing_dev.stack import Stack
 from ticketing_events.topics import PAYMENT_SUCCESS, consumers_of
 from ticketing_events.tracing import MESSAGING_GROUP
 

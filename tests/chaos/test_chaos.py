@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from stack import infra_env
+from ticketing_dev.stack import infra_env
 from ticketing_events.testing import KafkaServer
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,6 +1,6 @@
 """The local system as supervised processes, with logs and pid files under ``.demo/``.
 
-    python scripts/stack.py up|down|status|logs [--db sqlite|postgres] [--dir .demo]
+    python -m ticketing_dev.stack up|down|status|logs [--db sqlite|postgres] [--dir .demo]
 
 payment-api (its outbox relay and queue activator run as threads inside it), the consumers
 of the topic registry and the stand-in data platform, each started from its console
@@ -41,7 +41,8 @@ from ticketing_events.topics import CONSUMER_GROUPS
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-ROOT = Path(__file__).resolve().parent.parent
+# The repository: this package is the workspace's own (libs/dev/src/ticketing_dev).
+ROOT = Path(__file__).resolve().parents[4]
 DATABASES = ("sqlite", "postgres")
 # The registry's consumers in its order, one health port each from the first one.
 CONSUMERS = tuple(g.service for g in CONSUMER_GROUPS.values())

@@ -2,7 +2,7 @@
 coloured by service, children under their parent. The local Jaeger has no UI (its build from
 the Go module ships none), so ``make demo`` writes this for a person to look at.
 
-    python scripts/trace_png.py TRACE_ID [OUT.png]     # JAEGER_QUERY_URL from the environment
+    python -m ticketing_dev.trace_png TRACE_ID [OUT.png]     # JAEGER_QUERY_URL from the environment
 """
 
 from __future__ import annotations
