@@ -12,12 +12,15 @@ pid_of() {
 
 # Run a server in its own session, logging to its log file.
 launch() {
-  local name=$1
+  local name=$1 bin
   shift
+  bin="$(readlink -f "$1")"
   setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
   local pid=$! tries=0
-  # Until the forked shell has exec'd, its command line is the caller's: pid_of would drop it.
-  while [[ $(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") != *"$name"* ]] && ((tries++ < 50)); do
+  # Until the server's binary runs under this pid, its command line is the forked shell's or
+  # setsid's, and read mid-exec it can be empty: pid_of would drop the pid file (a CI run's
+  # "etcd exited" while etcd ran). Wait for the binary itself.
+  while [[ $(readlink "/proc/$pid/exe" 2>/dev/null) != "$bin" ]] && ((tries++ < 100)); do
     sleep 0.05
   done
   echo "$pid" >"$RUN/$name.pid"
