@@ -104,7 +104,7 @@ def derive(root: Path, name: str, golden: bool) -> None:
     )
     subprocess.run([*ruff, "format", "--quiet", *paths], cwd=root, check=True)
     uv = os.environ.get("UV", "uv")
-    subprocess.run([uv, "lock", "--offline"], cwd=root, check=True)
+    subprocess.run([uv, "lock"], cwd=root, check=True)
     if golden:
         subprocess.run(["bash", "charts/check.sh", "--golden"], cwd=root, check=True)
 
