@@ -25,28 +25,31 @@ import importlib
 import inspect
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
-from typing import Any, Generic, TypeVar
-
-from redis import Redis
-from sqlalchemy import Engine
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ticketing_events.consumer import BatchHandler, ConsumerRuntime, each
-from ticketing_events.db import DatabaseServiceSettings, engine_for
 from ticketing_events.logs import configure_logging
 from ticketing_events.metrics import configure_metrics
-from ticketing_events.redis_layout import redis_client
 from ticketing_events.schemas import Envelope
 from ticketing_events.service import RedisServiceSettings, ServiceSettings
 from ticketing_events.settings import ConsumerSettings, KafkaSettings
 from ticketing_events.topics import TOPIC_EVENTS, group_of
 from ticketing_events.tracing import configure_tracing
 
+if TYPE_CHECKING:  # the extras db and redis: a service installs the ones it uses
+    from redis import Redis
+    from sqlalchemy import Engine
+
+    from ticketing_events.db import DatabaseServiceSettings
+
 S = TypeVar("S", bound=ServiceSettings)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def engine(settings: DatabaseServiceSettings) -> Iterator[Engine]:
-    """The SQLAlchemy engine of ``DATABASE_*``."""
+    """The SQLAlchemy engine of ``DATABASE_*`` (the ``db`` extra)."""
+    from ticketing_events.db import engine_for
+
     made = engine_for(settings)
     try:
         yield made
@@ -55,7 +58,9 @@ def engine(settings: DatabaseServiceSettings) -> Iterator[Engine]:
 
 
 def redis(settings: RedisServiceSettings) -> Iterator[Redis]:
-    """The Redis client of ``REDIS_*``."""
+    """The Redis client of ``REDIS_*`` (the ``redis`` extra)."""
+    from ticketing_events.redis_layout import redis_client
+
     with redis_client(settings.redis_url, settings.redis_socket_timeout_s) as client:
         yield client
 
