@@ -702,10 +702,13 @@ def test_the_operator_scales_a_consumer_out_on_lag_and_back_after_its_window(
     samples = sampler.stop()
     replicas = [s["replicas"] for _, s in samples]
     assert max(replicas) <= MAX_REPLICAS
-    # Down to one replica no sooner than the window after the lag last asked for more.
+    # Down to one replica no sooner than the window after the lag last asked for more. The
+    # lag sampled is the operator's status, written at its poll and read here up to a poll
+    # and a kubectl call later (a CI run saw 15.8 s for a 20 s window): three polls of slack,
+    # still far from a scale-in with no window (within a poll of the lag falling).
     above = [t for t, s in samples if (s["lag"] or 0) > LAG_THRESHOLD]
     down = next(t for t, s in samples if t > above[-1] and s["replicas"] == 1)
-    assert down - above[-1] >= WINDOW_S - 2 * POLL_S, (above[-1], down)
+    assert down - above[-1] >= WINDOW_S - 3 * POLL_S, (above[-1], down)
     timeline = [
         (round(t), s["replicas"], s["lag"])
         for i, (t, s) in enumerate(samples)
