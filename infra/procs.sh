@@ -26,12 +26,29 @@ launch() {
   echo "$pid" >"$RUN/$name.pid"
 }
 
-# Wait until the shell command $2 succeeds, failing as soon as server $1 has exited.
+# Fail when a process listens on one of the ports: a server left running by another checkout
+# would answer the readiness checks in place of the one about to start.
+require_free_ports() {
+  local port busy
+  for port in "$@"; do
+    busy="$(ss -Hltnp "sport = :$port" 2>/dev/null)"
+    [[ -z $busy ]] || die "port $port is taken by another process: ${busy##* }"
+  done
+}
+
+# Wait until the shell command $2 succeeds, failing as soon as server $1 has exited. On failure
+# the log's last lines go to stderr (CI keeps only the output), with what the caller's
+# `explain_<name>` prints, if it defines one.
 wait_for() {
   local name=$1 check=$2 deadline=$((SECONDS + READY_TIMEOUT))
   until eval "$check" >/dev/null 2>&1; do
-    pid_of "$name" >/dev/null || { tail -n 20 "$LOGS/$name.log" >&2; die "$name exited; log $LOGS/$name.log"; }
-    ((SECONDS < deadline)) || die "$name not ready in ${READY_TIMEOUT}s; log $LOGS/$name.log"
+    pid_of "$name" >/dev/null || { tell_why "$name"; die "$name exited; log $LOGS/$name.log"; }
+    ((SECONDS < deadline)) || { tell_why "$name"; die "$name not ready in ${READY_TIMEOUT}s; log $LOGS/$name.log"; }
     sleep 0.3
   done
+}
+
+tell_why() {
+  tail -n 20 "$LOGS/$1.log" | cut -c1-400 >&2
+  if declare -F "explain_$1" >/dev/null; then "explain_$1" >&2 || true; fi
 }

@@ -333,6 +333,26 @@ node_ready() {
     api_get "/api/v1/nodes/$NODE_NAME" | tr -d ' \n' | grep -q '"type":"Ready","status":"True"'
 }
 
+# The ports a server listens on.
+ports_of() {
+  case $1 in
+    etcd) echo "$NODE_ETCD_PORT $NODE_ETCD_PEER_PORT $NODE_ETCD_METRICS_PORT" ;;
+    kube-apiserver) echo "$NODE_APISERVER_PORT" ;;
+    containerd) echo "$NODE_STREAM_PORT" ;;
+    kubelet) echo "$NODE_KUBELET_PORT $NODE_KUBELET_HEALTHZ_PORT" ;;
+    kube-proxy) echo "$NODE_PROXY_HEALTHZ_PORT $NODE_PROXY_METRICS_PORT" ;;
+  esac
+}
+
+# Why the kubelet is not ready: its errors, and the Node's conditions.
+explain_kubelet() {
+  echo "kubelet errors (last 15):"
+  grep -E '^E[0-9]{4}' "$LOGS/kubelet.log" | tail -n 15 | cut -c1-400
+  echo "healthz: $(curl -s "http://127.0.0.1:$NODE_KUBELET_HEALTHZ_PORT/healthz" || echo no answer)"
+  echo "Node $NODE_NAME conditions:"
+  api_get "/api/v1/nodes/$NODE_NAME" | grep -E '"(type|status|reason|message)"' | cut -c1-300
+}
+
 start_kubelet() {
   launch kubelet "$KUBELET_BIN" --config "$NODE_DIR/kubelet/config.yaml" \
     --kubeconfig "$NODE_DIR/kubelet/kubeconfig" --root-dir "$NODE_DIR/kubelet/root" \
@@ -517,6 +537,8 @@ up() {
   for name in "${ALL[@]}"; do
     if is_up "$name"; then say "$name already running"; continue; fi
     t="$(now)"
+    # shellcheck disable=SC2046  # a port a word
+    require_free_ports $(ports_of "$name")
     "start_${name//-/_}"
     say "$name up in $(since "$t") s"
     if [[ $name == containerd ]]; then
