@@ -6,6 +6,12 @@ arrivals at a fixed rate (each request leaves at its scheduled time whatever the
 ones are doing). Prints achieved payments/s, payment latency p50/p95/p99 (send -> response)
 and the outbox publish delay (commit -> Kafka ack, from the outbox row's created_at and
 published_at), then searches the highest rate whose payment p99 stays within 100 ms.
+
+Absolute figures are this machine's. Two ratios compare across machines, each against a
+limit taken in the same run: the API's CPU per payment over the floor's (the same statements
+by a plain psycopg loop, bench/api_floor.py; goal <= 2), and the highest rate with p99 <=
+100 ms over the CPU-bound rate, cores / CPU per payment of API + PostgreSQL + Kafka + client
+(goal >= 0.75). Payments carry an Idempotency-Key, as a client that retries sends them.
 Writes bench/results/api.json.
 
     uv run python bench/api_bench.py [--rate 300] [--duration 30] [--workers 2] [--no-search]
@@ -27,6 +33,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -35,11 +43,13 @@ import aiohttp
 import httpx
 import redis
 import sqlalchemy
+from api_floor import pay_plainly
 from payment_api.adapters.database import create_db_engine
 from payment_api.auth import mint_dev_token
 from payment_api.config import Settings
 from payment_api.migrations import upgrade
 from payment_api.seed import add_schedule, add_users
+from pyspy import profiled, shares
 
 RESULTS = Path(__file__).parent / "results" / "api.json"
 P99_LIMIT_MS = 100.0
@@ -238,7 +248,11 @@ async def rush(
             token: Credentials, reservation_id: int, due: float
         ) -> tuple[float, float, float, int]:
             body = b'{"reservation_id": %d}' % reservation_id
-            headers = {**token, "Content-Type": "application/json"}
+            headers = {
+                **token,
+                "Content-Type": "application/json",
+                "Idempotency-Key": f"pay-{reservation_id}",
+            }
             async with gate:
                 sent = time.perf_counter()
                 try:
@@ -297,6 +311,7 @@ async def phase(
     rate: float,
     duration: float,
     in_flight: int = 128,
+    around_rush: Callable[[], AbstractContextManager[None]] = nullcontext,
 ) -> PhaseResult:
     url = server.url
     meter = CpuMeter(server.pid)
@@ -316,9 +331,10 @@ async def phase(
     await asyncio.to_thread(wait_published, engine)  # reservation events out before timing
     # A fresh client: no connection left idle long enough for the server to be closing it.
     since = datetime.now(UTC)
-    cpu_before = meter.snapshot()
-    results = await rush(url, pairs, rate, in_flight)
-    cpu_after = meter.snapshot()
+    with around_rush():
+        cpu_before = meter.snapshot()
+        results = await rush(url, pairs, rate, in_flight)
+        cpu_after = meter.snapshot()
     latencies = [(done - sent) * 1000 for _, sent, done, status in results if status == 201]
     by_second: dict[int, list[float]] = {}
     for due, sent, done, _ in results:
@@ -346,6 +362,42 @@ async def phase(
             for group, seconds in sorted(CpuMeter.used(cpu_before, cpu_after).items())
         },
     )
+
+
+async def floor(
+    server: Server,
+    engine: sqlalchemy.Engine,
+    settings: Settings,
+    schema: str,
+    key_prefix: str,
+    tokens: list[Credentials],
+    count: int = 2000,
+) -> float:
+    """The floor's CPU ms per payment (bench/api_floor.py), on reservations made through the
+    API like the rush's; its outbox rows are published before the rush starts."""
+    with engine.begin() as conn:
+        _, _, seat_ids = add_schedule(
+            conn,
+            seats_count=count,
+            price=PRICE,
+            concert_date=date(2026, 12, 24),
+            sale_opened_at=datetime.now(UTC) - timedelta(minutes=1),
+            title="Bench floor",
+        )
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        pairs = await reserve_all(client, tokens, seat_ids)
+    await asyncio.to_thread(wait_published, engine)
+    plain = [(token["X-Queue-Token"], reservation_id) for token, reservation_id in pairs]
+    cpu_ms = await asyncio.to_thread(
+        pay_plainly,
+        settings.database_url,
+        schema,
+        settings.redis_url,
+        key_prefix,
+        plain,
+    )
+    await asyncio.to_thread(wait_published, engine)
+    return round(cpu_ms, 3)
 
 
 def show(result: PhaseResult) -> None:
@@ -406,11 +458,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, float]:
     settings = base.model_copy(update={"database_schema": schema})
     upgrade(settings)
     engine = create_db_engine(settings)
+    key_prefix = f"bench:{run}:"
     env = {
         "DATABASE_SCHEMA": schema,
         "DATABASE_POOL_SIZE": "20",
         "DATABASE_MAX_OVERFLOW": "20",
-        "REDIS_KEY_PREFIX": f"bench:{run}:",
+        "REDIS_KEY_PREFIX": key_prefix,
         "API_WORKERS": str(args.workers),
         "QUEUE_ACTIVE_TTL_S": "3600",
         "QUEUE_ACTIVATE_BATCH": "1000",
@@ -437,8 +490,25 @@ async def main_async(args: argparse.Namespace) -> dict[str, float]:
             f"{'on' if args.tracing else 'off'}, load average before {os.getloadavg()[0]:.2f}",
             flush=True,
         )
-        main = await phase(server, engine, tokens, args.rate, args.duration)
+        floor_ms = await floor(server, engine, settings, schema, key_prefix, tokens)
+        print(f"  floor (a plain psycopg loop): {floor_ms} CPU ms per payment", flush=True)
+        profile = Path(tempfile.gettempdir()) / f"payment-api-bench-{run}.folded"
+        profile_shares: dict[str, dict[str, float]] | None = None
+        main = await phase(
+            server,
+            engine,
+            tokens,
+            args.rate,
+            args.duration,
+            around_rush=(lambda: profiled(server.pid, profile)) if args.profile else nullcontext,
+        )
         show(main)
+        if args.profile:
+            profile_shares = shares(profile)
+            print(f"  py-spy samples of the API processes ({profile}), shares:")
+            for kind in ("self", "inclusive"):
+                top = list(profile_shares[kind].items())[:12]
+                print(f"    {kind}: " + ", ".join(f"{k} {v:.0%}" for k, v in top), flush=True)
         max_rate = float("nan")
         if args.search:
             print(f"searching the highest rate with payment p99 <= {P99_LIMIT_MS:.0f} ms:")
@@ -453,7 +523,16 @@ async def main_async(args: argparse.Namespace) -> dict[str, float]:
         for key in client.scan_iter(f"bench:{run}:*"):
             client.delete(key)
         client.close()
+    # Against limits taken in the same run, so that machines compare: the API's CPU per
+    # payment over the floor's, and the rate reached over the rate the CPU allows.
+    cores = os.cpu_count() or 1
+    cpu_bound_rate = cores * 1000 / sum(main.cpu_ms_per_payment.values())
     summary = {
+        "api_cpu_ms_per_payment": main.cpu_ms_per_payment.get("api", float("nan")),
+        "floor_cpu_ms_per_payment": floor_ms,
+        "api_over_floor": round(main.cpu_ms_per_payment.get("api", float("nan")) / floor_ms, 2),
+        "cpu_bound_rate_per_s": round(cpu_bound_rate, 1),
+        "max_rate_over_cpu_bound_rate": round(max_rate / cpu_bound_rate, 2),
         "rate_per_s": main.rate_per_s,
         "achieved_per_s": main.achieved_per_s,
         "payment_p50_ms": main.payment_p50_ms,
@@ -473,6 +552,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, float]:
                     "workers": args.workers,
                     "tracing": args.tracing,
                     "duration_s": args.duration,
+                    "profile": profile_shares,
                 },
             },
             indent=2,
@@ -492,6 +572,11 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=500, help="users (one token each)")
     parser.add_argument("--search", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--search-duration", type=float, default=10.0)
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample the API processes with py-spy during the main rush (it costs them CPU)",
+    )
     parser.add_argument(
         "--tracing",
         action=argparse.BooleanOptionalAction,
