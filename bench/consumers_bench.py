@@ -4,8 +4,15 @@ For every service: a fresh consumer group starts at the end of its topics, a bac
 events is published, then the service runs as its own process (``<name> run``, the same
 command a pod runs) until its group has committed the whole backlog. Events per second are
 counted from the first commit to the last (process start-up and group join excluded), and
-the effects are counted afterwards, so a service that skips work cannot look fast. The
-figures print as a table and go to ``bench/results/consumers.json``.
+the effects are counted afterwards, so a service that skips work cannot look fast.
+
+Beside each service, the same effect written plainly as a FastStream subscriber, one event at
+a time (``bench/plain_consumers.py``), runs as its own process on a backlog of its own (its own
+group, key prefix, schema and stand-in). Its events/s are timed inside it, from its first
+handled event to the N-th (its Redis and database subscribers commit after each event; the data
+platform's auto-commits, so commits do not say what it has handled). Its effects are counted
+the same way and must equal the service's, or the run fails. The figures print as a table and
+go to ``bench/results/consumers.json`` (``vs_faststream``: ours, FastStream and their ratio).
 
 Tracing is exported to the local collector (OTEL_EXPORTER_OTLP_ENDPOINT) as deployed; pass
 ``--no-tracing`` to measure without it.
@@ -48,6 +55,7 @@ from ticketing_events.topics import dlq_topic, ensure_topics
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "consumers.json"
 BIN = Path(sys.executable).parent
+PLAIN = ROOT / "bench" / "plain_consumers.py"
 
 
 @dataclass
@@ -120,6 +128,7 @@ class Case:
     database: bool = False
     stub_latency_ms: float | None = None  # the stand-in data platform, with this latency
     backlog: int = 50_000
+    goal: float = 3.0  # the issue's goal for ours / FastStream
 
 
 def _unique(template: Envelope, i: int, **payload: object) -> Envelope:
@@ -245,15 +254,17 @@ CASES: dict[str, Case] = {
         platform_receipts,
         stub_latency_ms=50,
         backlog=5_000,
+        goal=1.0,
     ),
 }
 
 
-def measure(case: Case, run: Run, n: int, *, tracing: bool) -> dict[str, float]:
+def measure(case: Case, run: Run, n: int, *, tracing: bool, plain: bool) -> dict[str, float]:
+    """Publish a backlog of ``n`` events for the run's fresh group, have the service (or, with
+    ``plain``, its FastStream version) consume it, then count the effects."""
     if case.database:
         run.migrate()
     start = start_group_at_end(run.bootstrap, run.group, case.topics)
-    ensure_topics(run.bootstrap, [dlq_topic(t, run.group) for t in case.topics])
     events = case.events(run, n)
     producer = EventProducer(run.bootstrap, client_id="bench")
     for i in range(0, n, 10_000):
@@ -266,7 +277,7 @@ def measure(case: Case, run: Run, n: int, *, tracing: bool) -> dict[str, float]:
         "KAFKA_BOOTSTRAP_SERVERS": run.bootstrap,
         "CONSUMER_HEALTH_PORT": "0",
         "LOG_LEVEL": "WARNING",
-        "OTEL_SERVICE_NAME": f"{case.service}-bench",
+        "OTEL_SERVICE_NAME": f"{case.service}{'-faststream' if plain else ''}-bench",
         **({} if tracing else {"OTEL_SDK_DISABLED": "true"}),
         **(
             {"DATABASE_URL": run.database_url, "DATABASE_SCHEMA": run.schema}
@@ -275,6 +286,17 @@ def measure(case: Case, run: Run, n: int, *, tracing: bool) -> dict[str, float]:
         ),
         **({"DATAPLATFORM_URL": run.stub.payments_url} if run.stub else {}),
     }
+    figures = faststream(case, n, env) if plain else ours(case, run, n, start, env)
+    rate = figures.pop("events_per_s")
+    return {"events": n, "events_per_s": rate, "effects": case.effects(run, events), **figures}
+
+
+def ours(
+    case: Case, run: Run, n: int, start: dict[tuple[str, int], int], env: dict[str, str]
+) -> dict[str, float]:
+    """``<service> run`` until its group has committed the backlog: events/s from its first
+    commit to its last, and its peak RSS."""
+    ensure_topics(run.bootstrap, [dlq_topic(t, run.group) for t in case.topics])
     process = subprocess.Popen([str(BIN / case.service), "run"], env=env)
     first: tuple[float, int] | None = None
     try:
@@ -295,12 +317,19 @@ def measure(case: Case, run: Run, n: int, *, tracing: bool) -> dict[str, float]:
         process.send_signal(signal.SIGTERM)
         process.wait(30)
     rate = (n - first[1]) / max(now - first[0], 1e-9)
-    return {
-        "events": n,
-        "events_per_s": round(rate),
-        "effects": case.effects(run, events),
-        "peak_rss_mb": rss_mb,
-    }
+    return {"events_per_s": round(rate), "peak_rss_mb": rss_mb}
+
+
+def faststream(case: Case, n: int, env: dict[str, str]) -> dict[str, float]:
+    """The FastStream version until it has handled the backlog; it times itself."""
+    done = subprocess.run(
+        [sys.executable, str(PLAIN), case.service, str(n)],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
+    )
+    return dict(json.loads(done.stdout.splitlines()[-1]))
 
 
 def _peak_rss_mb(pid: int) -> float:
@@ -308,6 +337,39 @@ def _peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return round(int(line.split()[1]) / 1024, 1)
     return float("nan")
+
+
+def run_case(
+    case: Case, urls: tuple[str, str, str], n: int, *, tracing: bool, plain: bool
+) -> dict[str, float]:
+    """``measure`` in a run of its own (group, key prefix, schema, stand-in), then clean up."""
+    run = Run(*urls)
+    try:
+        with ExitStack() as resources:
+            if case.stub_latency_ms is not None:
+                run.stub = resources.enter_context(running_stub(latency_ms=case.stub_latency_ms))
+            figures = measure(case, run, n, tracing=tracing, plain=plain)
+    finally:
+        run.drop_keys()
+        run.drop_schema()
+    label = f"{case.service}{' (FastStream)' if plain else ''}"
+    rss = f"  peak RSS {figures['peak_rss_mb']} MB" if "peak_rss_mb" in figures else ""
+    print(
+        f"{label:36} {figures['events_per_s']:>8,} events/s  {figures['events']:>7,} events  "
+        f"{figures['effects']:>7,} effects{rss}",
+        flush=True,
+    )
+    return figures
+
+
+def print_table(vs: dict[str, dict[str, float]]) -> None:
+    print(f"\n{'service':24} {'ours ev/s':>10} {'FastStream ev/s':>16} {'ratio':>7}  goal")
+    for name, v in vs.items():
+        verdict = "met" if v["ratio"] >= v["goal"] else "MISSED"
+        print(
+            f"{name:24} {v['ours']:>10,} {v['faststream']:>16,} {v['ratio']:>6.2f}x"
+            f"  >= {v['goal']:g}x {verdict}"
+        )
 
 
 def main() -> None:
@@ -321,33 +383,34 @@ def main() -> None:
     database_url = os.environ.get(
         "DATABASE_URL", "postgresql+psycopg://ticketing:ticketing@127.0.0.1:5432/ticketing"
     )
+    urls = (bootstrap, redis_url, database_url)
+    tracing = not args.no_tracing
     ensure_topics(bootstrap)
     figures: dict[str, dict[str, float]] = {}
+    vs: dict[str, dict[str, float]] = {}
     for name in args.services:
         case = CASES[name]
-        run = Run(bootstrap, redis_url, database_url)
-        try:
-            with ExitStack() as resources:
-                if case.stub_latency_ms is not None:
-                    run.stub = resources.enter_context(
-                        running_stub(latency_ms=case.stub_latency_ms)
-                    )
-                figures[name] = measure(
-                    case, run, args.events or case.backlog, tracing=not args.no_tracing
-                )
-        finally:
-            run.drop_keys()
-            run.drop_schema()
-        f = figures[name]
-        print(
-            f"{name:24} {f['events_per_s']:>8,} events/s  {f['events']:>7,} events  "
-            f"{f['effects']:>7,} effects  peak RSS {f['peak_rss_mb']} MB",
-            flush=True,
-        )
+        n = args.events or case.backlog
+        figures[name] = run_case(case, urls, n, tracing=tracing, plain=False)
+        plain = run_case(case, urls, n, tracing=tracing, plain=True)
+        if plain["effects"] != figures[name]["effects"]:
+            raise SystemExit(
+                f"{name}: the FastStream version made {plain['effects']} effects and the service "
+                f"{figures[name]['effects']}: they did not do the same work"
+            )
+        ours_rate, plain_rate = figures[name]["events_per_s"], plain["events_per_s"]
+        vs[name] = {
+            "ours": ours_rate,
+            "faststream": plain_rate,
+            "ratio": round(ours_rate / plain_rate, 2),
+            "goal": case.goal,
+        }
+    print_table(vs)
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results.update({name: f["events_per_s"] for name, f in figures.items()})
     details = results.setdefault("details", {})
-    details.update({name: {**f, "tracing": not args.no_tracing} for name, f in figures.items()})
+    details.update({name: {**f, "tracing": tracing} for name, f in figures.items()})
+    results.setdefault("vs_faststream", {}).update(vs)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(f"written to {RESULTS.relative_to(ROOT)}")
 
