@@ -53,6 +53,13 @@ from pyspy import profiled, shares
 
 RESULTS = Path(__file__).parent / "results" / "api.json"
 P99_LIMIT_MS = 100.0
+# What a sampled stack of the API processes is doing, by a file it passes through.
+PROFILE_ROLES = {
+    "service_layer/relay.py": "outbox relay",
+    "fastapi/": "requests",
+    "service_layer/activator.py": "queue activator",
+    "uvicorn/": "event loop, HTTP",
+}
 PRICE = 100
 
 
@@ -504,9 +511,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, float]:
         )
         show(main)
         if args.profile:
-            profile_shares = shares(profile)
+            profile_shares = shares(profile, PROFILE_ROLES)
             print(f"  py-spy samples of the API processes ({profile}), shares:")
-            for kind in ("self", "inclusive"):
+            for kind in ("roles", "self", "inclusive"):
                 top = list(profile_shares[kind].items())[:12]
                 print(f"    {kind}: " + ", ".join(f"{k} {v:.0%}" for k, v in top), flush=True)
         max_rate = float("nan")

@@ -48,10 +48,12 @@ def package(frame: str) -> str:
     return path.split("/", 1)[0].removesuffix(".py")
 
 
-def shares(folded: Path) -> dict[str, dict[str, float]]:
-    """{"self": {package: share}, "inclusive": {package: share}}, most first."""
+def shares(folded: Path, roles: dict[str, str] | None = None) -> dict[str, dict[str, float]]:
+    """{"self": {package: share}, "inclusive": {package: share}, "roles": {role: share}}, most
+    first. A stack's role is the first of ``roles`` (marker -> role) whose marker it contains."""
     own: Counter[str] = Counter()
     through: Counter[str] = Counter()
+    by_role: Counter[str] = Counter()
     total = 0
     for line in folded.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
@@ -65,7 +67,9 @@ def shares(folded: Path) -> dict[str, dict[str, float]]:
         own[package(frames[-1])] += n
         for name in {package(f) for f in frames}:
             through[name] += n
+        role = next((r for marker, r in (roles or {}).items() if marker in stack), "other")
+        by_role[role] += n
     return {
-        "self": {k: round(v / total, 3) for k, v in own.most_common()},
-        "inclusive": {k: round(v / total, 3) for k, v in through.most_common()},
+        kind: {k: round(v / total, 3) for k, v in counter.most_common()}
+        for kind, counter in (("self", own), ("inclusive", through), ("roles", by_role))
     }
