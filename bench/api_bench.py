@@ -311,6 +311,20 @@ def outbox_delays(engine: sqlalchemy.Engine, since: datetime) -> list[float]:
         return [float(r[0]) for r in rows]
 
 
+def open_sale(engine: sqlalchemy.Engine, seats: int, title: str) -> list[int]:
+    """A schedule on sale since a minute ago with ``seats`` seats; their ids."""
+    with engine.begin() as conn:
+        _, _, seat_ids = add_schedule(
+            conn,
+            seats_count=seats,
+            price=PRICE,
+            concert_date=date(2026, 12, 24),
+            sale_opened_at=datetime.now(UTC) - timedelta(minutes=1),
+            title=title,
+        )
+    return list(seat_ids)
+
+
 async def phase(
     server: Server,
     engine: sqlalchemy.Engine,
@@ -323,15 +337,7 @@ async def phase(
     url = server.url
     meter = CpuMeter(server.pid)
     count = int(rate * duration)
-    with engine.begin() as conn:
-        _, _, seat_ids = add_schedule(
-            conn,
-            seats_count=count,
-            price=PRICE,
-            concert_date=date(2026, 12, 24),
-            sale_opened_at=datetime.now(UTC) - timedelta(minutes=1),
-            title=f"Bench {rate:.0f}/s",
-        )
+    seat_ids = open_sale(engine, count, f"Bench {rate:.0f}/s")
     limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
     async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
         pairs = await reserve_all(client, tokens, seat_ids)
@@ -382,15 +388,7 @@ async def floor(
 ) -> float:
     """The floor's CPU ms per payment (bench/api_floor.py), on reservations made through the
     API like the rush's; its outbox rows are published before the rush starts."""
-    with engine.begin() as conn:
-        _, _, seat_ids = add_schedule(
-            conn,
-            seats_count=count,
-            price=PRICE,
-            concert_date=date(2026, 12, 24),
-            sale_opened_at=datetime.now(UTC) - timedelta(minutes=1),
-            title="Bench floor",
-        )
+    seat_ids = open_sale(engine, count, "Bench floor")
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
         pairs = await reserve_all(client, tokens, seat_ids)
     await asyncio.to_thread(wait_published, engine)
