@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Build what the real node needs, cached (idempotent):
 #   - kubelet, kube-proxy and kubectl from k8s.io/kubernetes, through the same wrapper module
-#     method as infra/k8s/build.sh (the staging modules replaced by their v0.X.Y releases), so
-#     the Go build cache of the control plane build is shared;
+#     as the control plane (infra/gobuild.sh), so the Go build cache is shared;
 #   - CoreDNS from its Go module;
 #   - the images the node runs, on the project's local Debian base (images/build-base.sh):
 #     the Pod sandbox (kubernetes' own pause.c, static, FROM scratch) and CoreDNS, saved as
@@ -13,58 +12,14 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=infra/node/env.sh
 source "$HERE/env.sh"
+# shellcheck source=infra/gobuild.sh
+source "$HERE/../gobuild.sh"
 
 say() { echo "node-build: $*" >&2; }
 command -v go >/dev/null || { say "Go 1.26 or newer is needed"; exit 1; }
 mkdir -p "$K8S_BIN_DIR" "$NODE_IMAGES_DIR"
 
-# build NAME FUNCTION: run FUNCTION in a fresh wrapper module dir, timing it.
-build() {
-  local name=$1 log="$TICKETING_CACHE/$1-build.log" start=$SECONDS work
-  work="$(mktemp -d "$TICKETING_CACHE/$name-build.XXXXXX")"
-  say "building $name (first time: many minutes; log $log)"
-  if ! (cd "$work" && "$2") >"$log" 2>&1; then
-    tail -n 30 "$log" >&2
-    say "$name build failed, full log: $log"
-    rm -rf "$work"
-    exit 1
-  fi
-  rm -rf "$work"
-  say "$name built in $((SECONDS - start)) s"
-}
-
-node_kubernetes() {
-  local v=$K8S_VERSION gomod staging minor ver
-  minor="${v#v1.}"; minor="${minor%%.*}"
-  go mod init local/kubernetes-node-build
-  go mod edit -require="k8s.io/kubernetes@$v"
-  gomod="$(go mod download -json "k8s.io/kubernetes@$v" |
-    sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')"
-  staging="$(sed -n 's:^[[:space:]]*\(k8s.io/[^ ]*\) => ./staging/.*:\1:p' "$gomod")"
-  [[ -n $staging ]] || { echo "no staging replaces found in k8s.io/kubernetes $v go.mod"; return 1; }
-  for m in $staging; do go mod edit -replace="$m=$m@v0.${v#v1.}"; done
-  cat >tools.go <<'GO'
-//go:build tools
-
-package tools
-
-import (
-	_ "k8s.io/kubernetes/cmd/kube-proxy"
-	_ "k8s.io/kubernetes/cmd/kubectl"
-	_ "k8s.io/kubernetes/cmd/kubelet"
-)
-GO
-  go mod tidy
-  ver="-X k8s.io/component-base/version.gitVersion=$v -X k8s.io/component-base/version.gitMajor=1"
-  ver="$ver -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean"
-  # kubectl reports its client version from client-go's version package too.
-  ver="$ver -X k8s.io/client-go/pkg/version.gitVersion=$v -X k8s.io/client-go/pkg/version.gitMajor=1"
-  ver="$ver -X k8s.io/client-go/pkg/version.gitMinor=$minor"
-  mkdir gobin
-  GOBIN="$PWD/gobin" nice go install -trimpath -tags tools -ldflags "-s -w $ver" \
-    k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy k8s.io/kubernetes/cmd/kubectl
-  for b in kubelet kube-proxy kubectl; do mv "gobin/$b" "$K8S_BIN_DIR/$b-$v"; done
-}
+node_kubernetes() { k8s_commands "$K8S_VERSION" kubelet kube-proxy kubectl; }
 
 coredns() {
   # Static (CGO off), so its image needs nothing from the base but CA files and passwd.
@@ -94,9 +49,9 @@ packages() {
 
 binaries() {
   local pids=() rc=0
-  [[ -x $KUBELET_BIN && -x $KUBE_PROXY_BIN && -x $KUBECTL_BIN ]] || { build node-kubernetes node_kubernetes & pids+=($!); }
+  [[ -x $KUBELET_BIN && -x $KUBE_PROXY_BIN && -x $KUBECTL_BIN ]] || { go_build node-kubernetes node_kubernetes & pids+=($!); }
   # CoreDNS shares no packages with kubernetes: build it alongside, at the lowest priority.
-  [[ -x $COREDNS_BIN ]] || { build coredns coredns & pids+=($!); }
+  [[ -x $COREDNS_BIN ]] || { go_build coredns coredns & pids+=($!); }
   for p in ${pids[@]+"${pids[@]}"}; do wait "$p" || rc=1; done
   ((rc == 0)) || exit 1
   say "node binaries ready in $K8S_BIN_DIR"
