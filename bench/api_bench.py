@@ -15,6 +15,10 @@ by a plain psycopg loop, bench/api_floor.py; goal <= 2), and the highest rate wi
 Writes bench/results/api.json.
 
     uv run python bench/api_bench.py [--rate 300] [--duration 30] [--workers 2] [--no-search]
+                                     [--relay inline|process] [--profile]
+
+``--relay process`` runs the outbox relay as ``payment-api relay`` beside the API (woken by
+PostgreSQL's notifications); its CPU is then its own figure, in the CPU-bound rate too.
 
 Needs the local infrastructure (``source infra/env.sh``; defaults match it).
 """
@@ -38,6 +42,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import IO
 
 import aiohttp
 import httpx
@@ -96,10 +101,11 @@ class PhaseResult:
 
 
 class CpuMeter:
-    """CPU seconds used by the API processes, PostgreSQL, Kafka and this client (Linux /proc)."""
+    """CPU seconds used by the API processes (and a relay of its own), PostgreSQL, Kafka and
+    this client (Linux /proc)."""
 
-    def __init__(self, server_pid: int) -> None:
-        self._server_pid = server_pid
+    def __init__(self, groups: dict[int, str]) -> None:
+        self._groups = {str(pid): group for pid, group in groups.items()}  # a process tree each
 
     @staticmethod
     def _cpu(pid: str) -> float:
@@ -117,8 +123,8 @@ class CpuMeter:
             return None
         if pid == str(os.getpid()):
             return "client"
-        if str(self._server_pid) in (pid, parent):
-            return "api"
+        if (group := self._groups.get(pid) or self._groups.get(parent)) is not None:
+            return group
         if cmdline.startswith("postgres"):
             return "postgres"
         if "kafka.Kafka" in cmdline:
@@ -147,18 +153,21 @@ class CpuMeter:
 
 
 class Server:
-    """``payment-api serve`` in a child process."""
+    """``payment-api serve`` in a child process; with ``relay_process``, the outbox relay in
+    one of its own (``payment-api relay``) rather than a thread in each API worker."""
 
-    def __init__(self, env: dict[str, str], port: int, log: Path) -> None:
+    def __init__(
+        self, env: dict[str, str], port: int, log: Path, relay_process: bool = False
+    ) -> None:
         self.url = f"http://127.0.0.1:{port}"
         self.log = log
+        env = {**os.environ, **env, "API_HOST": "127.0.0.1", "API_PORT": str(port)}
+        self._relay: subprocess.Popen[bytes] | None = None
         with log.open("wb") as out:
-            self._process = subprocess.Popen(
-                [sys.executable, "-c", "from payment_api.entrypoint import main; main(['serve'])"],
-                env={**os.environ, **env, "API_HOST": "127.0.0.1", "API_PORT": str(port)},
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+            if relay_process:
+                env["OUTBOX_RELAY_ENABLED"] = "false"
+                self._relay = _payment_api("relay", env, out)
+            self._process = _payment_api("serve", env, out)
 
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -177,12 +186,26 @@ class Server:
     def pid(self) -> int:
         return self._process.pid
 
+    @property
+    def groups(self) -> dict[int, str]:
+        """The CPU meter's groups: the API's process tree, and the relay's."""
+        relay = {self._relay.pid: "relay"} if self._relay else {}
+        return {self._process.pid: "api", **relay}
+
     def stop(self) -> None:
-        self._process.send_signal(signal.SIGTERM)
-        try:
-            self._process.wait(30)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
+        for process in filter(None, (self._process, self._relay)):
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def _payment_api(command: str, env: dict[str, str], out: IO[bytes]) -> subprocess.Popen[bytes]:
+    code = f"from payment_api.entrypoint import main; main([{command!r}])"
+    return subprocess.Popen(
+        [sys.executable, "-c", code], env=env, stdout=out, stderr=subprocess.STDOUT
+    )
 
 
 def free_port() -> int:
@@ -335,7 +358,7 @@ async def phase(
     around_rush: Callable[[], AbstractContextManager[None]] = nullcontext,
 ) -> PhaseResult:
     url = server.url
-    meter = CpuMeter(server.pid)
+    meter = CpuMeter(server.groups)
     count = int(rate * duration)
     seat_ids = open_sale(engine, count, f"Bench {rate:.0f}/s")
     limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
@@ -487,7 +510,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, float]:
         env["OTEL_SDK_DISABLED"] = "true"
     log = Path(tempfile.gettempdir()) / f"payment-api-bench-{run}.log"
     print(f"server log: {log}")
-    server = Server(env, free_port(), log)
+    server = Server(env, free_port(), log, relay_process=args.relay == "process")
     try:
         server.wait_ready()
         with engine.begin() as conn:
@@ -495,7 +518,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, float]:
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
             tokens = await activate_tokens(client, users)
         print(
-            f"payment-api bench: {args.workers} worker(s), tracing "
+            f"payment-api bench: {args.workers} worker(s), relay {args.relay}, tracing "
             f"{'on' if args.tracing else 'off'}, load average before {os.getloadavg()[0]:.2f}",
             flush=True,
         )
@@ -546,6 +569,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, float]:
         "api_cpu_ms_per_payment": cpu.get("api", float("nan")),
         "floor_cpu_ms_per_payment": floor_ms,
         "api_over_floor": round(cpu.get("api", float("nan")) / floor_ms, 2),
+        # With the relay in its own process: the relay's CPU counted with the API's.
+        "api_and_relay_over_floor": round((cpu.get("api", 0) + cpu.get("relay", 0)) / floor_ms, 2),
         "cpu_bound_rate_per_s": round(cpu_bound_rate, 1),
         "max_rate_over_cpu_bound_rate": round(max_rate / cpu_bound_rate, 2),
         "rate_per_s": main.rate_per_s,
@@ -565,6 +590,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, float]:
                 "details": {
                     "main": asdict(main),
                     "workers": args.workers,
+                    "relay": args.relay,
                     "tracing": args.tracing,
                     "duration_s": args.duration,
                     "profile": profile_shares,
@@ -585,6 +611,12 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of payments")
     parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
     parser.add_argument("--users", type=int, default=500, help="users (one token each)")
+    parser.add_argument(
+        "--relay",
+        choices=["inline", "process"],
+        default="inline",
+        help="the outbox relay: a thread in each API worker, or a process of its own",
+    )
     parser.add_argument("--search", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--search-duration", type=float, default=10.0)
     parser.add_argument(

@@ -92,18 +92,25 @@ def seed(settings: Settings, args: argparse.Namespace) -> None:
 def relay(settings: Settings) -> None:
     """Run only the outbox relay until SIGTERM/SIGINT."""
     from payment_api.adapters.database import create_db_engine
+    from payment_api.adapters.outbox import OutboxListener
     from payment_api.bootstrap import build_producer, build_relay, instrument_libraries
 
     _configure_process(settings)
     instrument_libraries()
     engine = create_db_engine(settings)
     outbox_relay = build_relay(settings, engine, build_producer(settings))
+    # PostgreSQL wakes it on the API's commits; SQLite leaves it to its sweep.
+    listener = None if settings.is_sqlite else OutboxListener(engine, outbox_relay.notify)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     outbox_relay.start()
     outbox_relay.notify()  # publish what is already waiting
+    if listener is not None:
+        listener.start()
     stop.wait()
+    if listener is not None:
+        listener.stop()
     outbox_relay.stop()
     engine.dispose()
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from opentelemetry import trace
 from payment_api.adapters.database import create_db_engine
-from payment_api.adapters.outbox import OutboxStore
+from payment_api.adapters.outbox import OutboxListener, OutboxStore
 from payment_api.config import Settings
 from payment_api.migrations import upgrade
 from payment_api.service_layer.relay import OutboxRelay, outgoing
@@ -136,6 +137,45 @@ def test_concurrent_relays_never_claim_the_same_row(private_settings):
     everything = [i for ids in claimed for i in ids]
     assert len(everything) == len(set(everything)) == len(written)
     engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_relay_of_its_own_is_woken_by_another_process_commit(private_settings, publisher):
+    """``payment-api relay``: no commit of its process wakes it, PostgreSQL's notification
+    does (its sweep is a minute away)."""
+    relay_engine = create_db_engine(private_settings)
+    api_engine = create_db_engine(private_settings)
+    before = write(api_engine, reservation_created(1))
+    relay = OutboxRelay(
+        OutboxStore(relay_engine),
+        publisher,
+        batch_size=100,
+        sweep_interval_s=60,
+        publish_timeout_s=1,
+    )
+    listener = OutboxListener(relay_engine, relay.notify)
+    relay.start()
+    listener.start()
+    try:
+        sent = wait_for(lambda: publisher.sent == before)
+        assert sent, f"the listener's first wake published {publisher.sent}, not {before}"
+        after = write(api_engine, payment_succeeded(1), reservation_created(2))
+        sent = wait_for(lambda: publisher.sent == before + after)
+        assert sent, f"after a commit elsewhere the relay published {publisher.sent}"
+    finally:
+        listener.stop()
+        relay.stop()
+        relay_engine.dispose()
+        api_engine.dispose()
+
+
+def wait_for(condition, within_s: float = 20.0) -> bool:
+    deadline = time.monotonic() + within_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 @pytest.mark.kafka

@@ -8,15 +8,23 @@ relays never take the same row while its publish is in flight.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, cast
 
+import structlog
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from sqlalchemy import Connection, Engine, Update, bindparam, exists, func, insert, select, update
 from ticketing_events.schemas import Envelope
 
 from payment_api.adapters.tables import OutboxMessage, table_of
+
+if TYPE_CHECKING:
+    import psycopg
+
+log = structlog.get_logger(__name__)
 
 outbox = table_of(OutboxMessage)
 _W3C = TraceContextTextMapPropagator()
@@ -162,3 +170,53 @@ class OutboxStore:
         with self._engine.connect() as conn:
             count, oldest = conn.execute(stmt).one()
         return int(count), oldest
+
+
+class OutboxListener:
+    """PostgreSQL only: calls ``wake`` when another process commits outbox rows in this
+    engine's schema (LISTEN on the channel of migration 0004), and once on every (re)connect
+    for what was written meanwhile. A thread of its own, on one connection taken out of the
+    engine's pool; a lost connection is made again after ``retry_s``."""
+
+    CHANNEL = "ticketing_outbox"
+
+    def __init__(self, engine: Engine, wake: Callable[[], None], retry_s: float = 1.0) -> None:
+        self._engine = engine
+        self._wake = wake
+        self._retry = retry_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="outbox-listener", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._listen()
+            except Exception as exc:
+                log.warning("outbox listener lost its connection", error=str(exc)[:200])
+                self._stop.wait(self._retry)
+
+    def _listen(self) -> None:
+        pooled = self._engine.raw_connection()
+        conn = cast("psycopg.Connection[Any]", pooled.driver_connection)
+        pooled.detach()  # held for as long as it lives; closed, not handed back
+        try:
+            conn.autocommit = True
+            row = conn.execute("select current_schema()").fetchone()
+            schema = row[0] if row else None
+            conn.execute(f"LISTEN {self.CHANNEL}")
+            self._wake()
+            while not self._stop.is_set():
+                for note in conn.notifies(timeout=0.5):
+                    if note.payload == schema:
+                        self._wake()
+        finally:
+            pooled.close()
