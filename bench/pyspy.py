@@ -1,7 +1,8 @@
 """Sample a running Python process tree with py-spy and say where its CPU went, by package.
 
 ``profiled(pid, out)`` records while its block runs (py-spy ``--subprocesses``, so uvicorn's
-workers count; idle threads are left out, so the samples are CPU, not waiting). ``shares``
+workers count; ``--gil``: only the thread holding the GIL is sampled, so the samples are
+Python's CPU, not a thread waiting in a C call such as psycopg's socket wait). ``shares``
 reads the folded stacks back: the share of samples whose innermost frame is in each package
 (self), and the share whose stack passes through it (inclusive).
 """
@@ -26,6 +27,7 @@ _FRAME_FILE = re.compile(r"\(([^()]*?\.py)(?::\d+)?\)$")
 @contextmanager
 def profiled(pid: int, out: Path, rate: int = 200) -> Iterator[None]:
     command = [str(PY_SPY), "record", "--pid", str(pid), "--subprocesses", "--nonblocking"]
+    command += ["--gil"]
     command += ["--rate", str(rate), "--format", "raw", "--output", str(out)]
     recorder = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     time.sleep(1)  # attached before the block starts
