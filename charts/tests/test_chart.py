@@ -27,14 +27,14 @@ RELEASE = "ticketing"
 NAMESPACE = "ticketing"
 # The objects of each profile besides the consumers'; a change here is a change of the chart's
 # footprint. (+2 NetworkPolicies of the topics and migrate Jobs; +3 with the operator's release
-# Job; +4 of the in-cluster infra)
+# Job; +4 of the in-cluster infra; external's outbox relay: +5 with its PodMonitor)
 OTHER_OBJECTS = {
     "default": 18,
     "kind": 37,
     "kind-keda": 37,
     "kind-operator": 46,
     "hpa": 18,
-    "external": 12,
+    "external": 17,
     "operator": 27,
 }
 SCALED = ("kind-keda", "kind-operator", "hpa")  # profiles that scale every consumer
@@ -173,7 +173,7 @@ def test_probes_on_the_health_endpoints(profile: tuple[str, list[Manifest]]) -> 
     for name, deployment in of_kind(objects, "Deployment").items():
         component = deployment["metadata"]["labels"]["app.kubernetes.io/name"]
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
-        if component in INFRA or component == "loadgen":
+        if component in INFRA or component in ("loadgen", "outbox-relay"):
             assert component in INFRA or "livenessProbe" not in container, name
             continue
         paths = (
@@ -792,7 +792,7 @@ def test_kind_profiles_fit_the_stated_node(name: str) -> None:
 
 
 # The components that serve /metrics, and on which port.
-METRICS_PORTS = {"payment-api": 8000, "lag-autoscaler": 9464} | {
+METRICS_PORTS = {"payment-api": 8000, "lag-autoscaler": 9464, "outbox-relay": 9464} | {
     g.service: 8080 for g in CONSUMER_GROUPS.values()
 }
 
@@ -818,6 +818,28 @@ def test_pods_that_serve_metrics_are_annotated_for_prometheus(
             assert scraped == {}, name
 
 
+@pytest.mark.parametrize("name", PROFILES)
+def test_one_outbox_relay_per_release(name: str) -> None:
+    """The relay runs in payment-api's workers unless it has a Deployment of its own (the
+    external profile's), which serves metrics on a port of its own and reaches no Redis."""
+    deployments = of_kind(load(name), "Deployment")
+    relay = deployments.get(f"{RELEASE}-outbox-relay")
+    api_env = env_of(deployments[f"{RELEASE}-payment-api"])
+    assert (relay is not None) == (name == "external")
+    if relay is None:
+        assert "OUTBOX_RELAY_ENABLED" not in api_env
+        return
+    assert api_env["OUTBOX_RELAY_ENABLED"] == "false"
+    (container,) = relay["spec"]["template"]["spec"]["containers"]
+    assert container["image"].rsplit("/", 1)[1] == "payment-api:0.1.1"
+    assert container["args"] == ["relay"]
+    assert container["ports"] == [{"name": "metrics", "containerPort": 9464, "protocol": "TCP"}]
+    env = env_of(relay)
+    assert env["RELAY_METRICS_PORT"] == "9464"
+    assert {"DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS"} <= set(env)
+    assert "REDIS_URL" not in env
+
+
 def test_the_operator_serves_metrics_on_a_port_of_its_own() -> None:
     deployment = of_kind(load("operator"), "Deployment")[OPERATOR]
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
@@ -837,15 +859,16 @@ def test_pod_monitors_and_the_scrape_rule_when_asked() -> None:
     assert set(monitors) == {f"{RELEASE}-{c}" for c in deployed & set(METRICS_PORTS)}
     for name, monitor in monitors.items():
         assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+        port = "metrics" if name.endswith(("-outbox-relay", "-lag-autoscaler")) else "http"
         assert monitor["spec"]["podMetricsEndpoints"] == [
-            {"port": "http", "path": "/metrics", "interval": "15s"}
+            {"port": port, "path": "/metrics", "interval": "15s"}
         ]
         assert monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] in name
         policy = of_kind(objects, "NetworkPolicy")[name]
         scrape = [
             r
             for r in policy["spec"]["ingress"]
-            if r["ports"] == [{"port": "http", "protocol": "TCP"}]
+            if r["ports"] == [{"port": port, "protocol": "TCP"}]
         ]
         monitoring = {"kubernetes.io/metadata.name": "monitoring"}
         assert any(

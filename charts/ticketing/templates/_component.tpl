@@ -109,6 +109,10 @@ automountServiceAccountToken: {{ include "ticketing.apiToken" . }}
 {{- fail (printf "components.%s mints its users' tokens: it needs auth.jwtSecret (or secrets.existingSecret holding secrets.keys.jwtSecret)" .name) }}
 {{- end }}
 {{- end }}
+{{- if and (eq .name "payment-api") (dig "outbox-relay" "enabled" false $root.Values.components) }}
+- name: OUTBOX_RELAY_ENABLED
+  value: "false"
+{{- end }}
 {{- if has "api" $needs }}
 - name: API_URL
   value: {{ include "ticketing.apiUrl" $root | quote }}
@@ -176,11 +180,13 @@ spec:
           args:
             {{- toYaml . | nindent 12 }}
           {{- end }}
-          {{- if $c.port }}
+          {{- if or $c.port $c.metricsPort }}
           ports:
+            {{- if $c.port }}
             - name: http
               containerPort: {{ $c.port }}
               protocol: TCP
+            {{- end }}
             {{- with $c.adminPort }}
             - name: admin
               containerPort: {{ . }}

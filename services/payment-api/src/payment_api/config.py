@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     queue_leader_ttl_s: float = Field(default=5.0, gt=0)
 
     outbox_relay_enabled: bool = True
+    # ``payment-api relay`` only: serve /metrics on this port (0: none).
+    relay_metrics_port: int = Field(default=0, ge=0, le=65535)
     outbox_batch_size: int = Field(default=200, gt=0)
     outbox_sweep_interval_s: float = Field(default=1.0, gt=0)
     # Once woken, wait this long so a burst of commits goes out as one batch.

@@ -97,6 +97,11 @@ def relay(settings: Settings) -> None:
 
     _configure_process(settings)
     instrument_libraries()
+    if settings.relay_metrics_port:
+        from prometheus_client import start_http_server
+        from ticketing_events.metrics import REGISTRY
+
+        start_http_server(settings.relay_metrics_port, registry=REGISTRY)
     engine = create_db_engine(settings)
     outbox_relay = build_relay(settings, engine, build_producer(settings))
     # PostgreSQL wakes it on the API's commits; SQLite leaves it to its sweep.
