@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Background servers by pid file, shared by infra/k8s/k8s.sh and infra/node/node.sh.
-# The caller sets RUN (pid files), LOGS (log files) and READY_TIMEOUT, and defines die.
+# The caller sets RUN (pid files), LOGS (log files) and READY_TIMEOUT, and defines die;
+# for write_kubeconfig also API (the apiserver's URL) and PKI (holding ca.crt).
 
 # The pid of a running server; drops its pid file when the pid is gone or recycled.
 pid_of() {
@@ -51,4 +52,26 @@ wait_for() {
 tell_why() {
   tail -n 20 "$LOGS/$1.log" | cut -c1-400 >&2
   if declare -F "explain_$1" >/dev/null; then "explain_$1" >&2 || true; fi
+}
+
+# write_kubeconfig FILE CLUSTER TOKEN: a kubeconfig for the apiserver at $API, by static token.
+write_kubeconfig() {
+  mkdir -p "$(dirname "$1")"
+  cat >"$1" <<YAML
+apiVersion: v1
+kind: Config
+clusters:
+- name: $2
+  cluster:
+    server: $API
+    certificate-authority-data: $(base64 -w0 "$PKI/ca.crt")
+users:
+- name: user
+  user:
+    token: $3
+contexts:
+- name: $2
+  context: {cluster: $2, user: user}
+current-context: $2
+YAML
 }

@@ -43,26 +43,7 @@ pki() {
   )
 }
 
-kubeconfig() {
-  mkdir -p "$(dirname "$K8S_KUBECONFIG")"
-  cat >"$K8S_KUBECONFIG" <<YAML
-apiVersion: v1
-kind: Config
-clusters:
-- name: ticketing-test
-  cluster:
-    server: $API
-    certificate-authority-data: $(base64 -w0 "$PKI/ca.crt")
-users:
-- name: admin
-  user:
-    token: $(token)
-contexts:
-- name: ticketing-test
-  context: {cluster: ticketing-test, user: admin}
-current-context: ticketing-test
-YAML
-}
+kubeconfig() { write_kubeconfig "$K8S_KUBECONFIG" ticketing-test "$(token)"; }
 
 start_etcd() {
   launch etcd "$ETCD_BIN" --name test --data-dir "$K8S_DIR/etcd" \

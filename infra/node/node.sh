@@ -76,26 +76,7 @@ pki() {
 }
 
 # kubeconfig FILE TOKEN_LINE
-kubeconfig() {
-  mkdir -p "$(dirname "$1")"
-  cat >"$1" <<YAML
-apiVersion: v1
-kind: Config
-clusters:
-- name: ticketing-node
-  cluster:
-    server: $API
-    certificate-authority-data: $(base64 -w0 "$PKI/ca.crt")
-users:
-- name: user
-  user:
-    token: $(token "$2")
-contexts:
-- name: ticketing-node
-  context: {cluster: ticketing-node, user: user}
-current-context: ticketing-node
-YAML
-}
+kubeconfig() { write_kubeconfig "$1" ticketing-node "$(token "$2")"; }
 
 configs() {
   mkdir -p "$CTRD" "$NODE_DIR/cni/net.d" "$NODE_DIR/kubelet/root" "$NODE_DIR/kubelet/pki" \
