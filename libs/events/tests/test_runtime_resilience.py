@@ -322,6 +322,61 @@ def test_a_commit_never_confirmed_is_sent_again(kafka_bootstrap, harness):
     assert runtime.stats.commits_failed == 0
 
 
+class _DelaysFirstCommit:
+    """The runtime's consumer, but its first asynchronous commit is held back and sent right
+    after the next one, as librdkafka retries a request the crashed coordinator never answered:
+    the older offsets land last, and Kafka keeps the last write."""
+
+    def __init__(self, consumer: Consumer) -> None:
+        self._consumer = consumer
+        self.held: list[TopicPartition] = []
+        self.released = False
+
+    def commit(self, *, offsets: list[TopicPartition], asynchronous: bool) -> object:
+        if asynchronous and not self.held:
+            self.held = offsets
+            return None
+        result = self._consumer.commit(offsets=offsets, asynchronous=asynchronous)
+        if asynchronous and not self.released and self._overtakes(offsets):
+            self.released = True
+            self._consumer.commit(offsets=self.held, asynchronous=True)
+        return result
+
+    def _overtakes(self, offsets: list[TopicPartition]) -> bool:
+        held = {(tp.topic, tp.partition): tp.offset for tp in self.held}
+        return any(tp.offset > held.get((tp.topic, tp.partition), tp.offset) for tp in offsets)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._consumer, name)
+
+
+def test_an_older_commit_landing_after_a_newer_one_is_overwritten(kafka_bootstrap, harness):
+    """A commit overtaken by an older one of the same partitions (a three-broker chaos run
+    stopped a group that way, its lag stuck): the runtime sends the newer offsets again, and
+    the group's committed offsets reach the end with no new traffic."""
+    group = harness.group([SUCCESS])
+    runtime = ConsumerRuntime(
+        group,
+        {PaymentSucceeded: lambda batch: None},
+        kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap),
+        settings=harness.consumer_settings(commit_resend_s=600.0),
+    )
+    consumer = runtime._consumer = _DelaysFirstCommit(runtime._consumer)  # type: ignore[assignment]
+    producer = EventProducer(kafka_bootstrap, client_id="test")
+    with harness.running(runtime):
+        harness.wait_until(lambda: bool(runtime.assignment), what="partitions")
+        producer.publish([payment_succeeded(i) for i in range(5)])
+        harness.wait_until(lambda: bool(consumer.held), what="a first commit, held")
+        producer.publish([payment_succeeded(i) for i in range(5)])  # the same partitions
+        harness.wait_until(lambda: consumer.released, what="the held commit, sent last")
+        ends = end_offsets(kafka_bootstrap, [SUCCESS])
+        harness.wait_until(
+            lambda: committed_offsets(kafka_bootstrap, group, [SUCCESS]) == ends,
+            what="every offset committed",
+        )
+    assert runtime.stats.commits_overtaken >= 1
+
+
 def test_readiness_returns_after_a_broker_outage_with_no_traffic(tmp_path, harness):
     server = KafkaServer(tmp_path / "kafka")
     server.start()

@@ -128,7 +128,10 @@ class _ConsumerInstruments:
         self.commits_failed = m.create_counter(
             "ticketing.consumer.commits.failed",
             unit="{commit}",
-            description="Offset commits Kafka refused or never confirmed (sent again)",
+            description=(
+                "Offset commits Kafka refused, never confirmed or let an older one overwrite"
+                " (sent again)"
+            ),
         )
         self.duration = m.create_histogram(
             "messaging.process.duration",

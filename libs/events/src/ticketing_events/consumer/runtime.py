@@ -54,6 +54,7 @@ class ConsumerStats:
     batches: int = 0
     commits_failed: int = 0
     commits_unconfirmed: int = 0  # sent again after no reply within the resend delay
+    commits_overtaken: int = 0  # sent again after an older commit was confirmed after them
     by_reason: dict[str, int] = field(default_factory=dict)
 
 
@@ -123,6 +124,8 @@ class ConsumerRuntime:
         }
         self._stop = threading.Event()
         self._handled: dict[tuple[str, int], int] = {}  # next offset to commit per partition
+        # What Kafka holds, as far as its replies tell: the last offset confirmed per partition.
+        self._acked: dict[tuple[str, int], int] = {}
         # Sent, not yet confirmed: the offset and when it was sent.
         self._committing: dict[tuple[str, int], tuple[int, float]] = {}
         self._assigned: set[tuple[str, int]] = set()
@@ -616,13 +619,14 @@ class ConsumerRuntime:
                 self._handled[tp] = item.offset + 1
 
     def _commit(self, *, asynchronous: bool, only: set[tuple[str, int]] | None = None) -> None:
-        """Commit the handled offsets not yet confirmed. An entry of ``_handled`` stays until
-        Kafka confirms it (``_on_commit``), so a failed commit is sent again."""
+        """Commit the handled offsets Kafka has not confirmed holding (``_acked``), so a failed
+        commit, or one an older commit overwrote, is sent again."""
         now = time.monotonic()
         offsets = [
             TopicPartition(t, p, o)
             for (t, p), o in self._handled.items()
             if (t, p) in self._assigned
+            and self._acked.get((t, p)) != o
             and (only is None or (t, p) in only)
             and not (asynchronous and self._in_flight((t, p), o, now))
         ]
@@ -660,21 +664,33 @@ class ConsumerRuntime:
         self._confirm(err, partitions)
 
     def _confirm(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """Kafka keeps a partition's last commit, and replies come in the order it applied
+        them: an older commit retried after a newer one (librdkafka does, when the group
+        coordinator crashed before answering) leaves ``_acked`` below ``_handled``."""
         failed = []
         for tp in partitions:
             key = (tp.topic, tp.partition)
             if self._committing.get(key, (None,))[0] == tp.offset:
                 del self._committing[key]  # settled either way; a failure is sent again
             if err is None and tp.error is None:
-                if self._handled.get(key) == tp.offset:
-                    del self._handled[key]
+                if tp.offset < self._acked.get(key, tp.offset):
+                    self._overtaken(key, tp.offset)
+                self._acked[key] = tp.offset
             else:
+                self._acked.pop(key, None)  # unknown: it may have been written or not
                 failed.append(f"{tp.topic}[{tp.partition}]@{tp.offset}")
         if failed:
             self.stats.commits_failed += 1
             self.metrics.commit_failed()
             error = str(err) if err is not None else str(partitions[0].error)
             log.warning("commit failed, will retry", error=error, offsets=failed, group=self.group)
+
+    def _overtaken(self, tp: tuple[str, int], offset: int) -> None:
+        self.stats.commits_overtaken += 1
+        self.metrics.commit_failed()
+        log.warning(
+            "an older commit landed last, sending the newer again", partition=tp, offset=offset
+        )
 
     def _on_assign(self, _: Consumer, partitions: list[TopicPartition]) -> None:
         self._joined = True
@@ -696,6 +712,7 @@ class ConsumerRuntime:
         self._assigned -= partitions
         for tp in partitions:
             self._handled.pop(tp, None)
+            self._acked.pop(tp, None)
             self._committing.pop(tp, None)
 
     def _rewind(self, items: list[_Item]) -> None:
