@@ -79,8 +79,8 @@ def kget(*args: str) -> Any:
     return json.loads(kubectl("-n", ns(), "get", *args, "-o", "json"))
 
 
-def helm(*args: str, timeout: float = 900) -> str:
-    kube = ("--kubeconfig", ENV["NODE_KUBECONFIG"], "--namespace", ns())
+def helm(*args: str, namespace: str = "", timeout: float = 900) -> str:
+    kube = ("--kubeconfig", ENV["NODE_KUBECONFIG"], "--namespace", namespace or ns())
     return run(HELM, *args, *kube, timeout=timeout)
 
 
@@ -115,6 +115,7 @@ def node_memory_mib() -> dict[str, int]:
 @dataclass
 class Release:
     profile: str
+    namespace: str
     values: list[str]
     install_s: float = 0.0
     uninstalled: bool = False
@@ -159,9 +160,10 @@ def install(profile: str, test_values: dict[str, Any], work: Path) -> Release:
     run("bash", str(NODE_SH), "load-release", str(work / "release.yaml"), str(work / "images.yaml"))
     flags += ["-f", str(work / "images.yaml")]
     NAMESPACE[0] = f"cluster-test-{profile}"
-    if KEEP and installed():
-        return Release(profile, flags)
-    uninstall_leftover()
+    reuse = KEEP and installed(ns())
+    uninstall_leftovers(but=ns() if reuse else None)
+    if reuse:
+        return Release(profile, ns(), flags)
     start = time.monotonic()
     # No --wait: Helm waits for the hook Jobs (topics, schema), then the rollouts below.
     try:
@@ -172,7 +174,7 @@ def install(profile: str, test_values: dict[str, Any], work: Path) -> Release:
             kubectl("-n", ns(), "rollout", "status", deployment, "--timeout=600s", timeout=620)
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{diagnosis()}") from None
-    release = Release(profile, flags, install_s=time.monotonic() - start)
+    release = Release(profile, ns(), flags, install_s=time.monotonic() - start)
     REPORT[f"{profile}: install to every Deployment rolled out, s"] = round(release.install_s, 1)
     return release
 
@@ -191,22 +193,27 @@ def diagnosis() -> str:
     return "\n".join(lines)
 
 
-def installed() -> bool:
-    kube = ("--kubeconfig", ENV["NODE_KUBECONFIG"], "--namespace", ns())
+def installed(namespace: str) -> bool:
+    kube = ("--kubeconfig", ENV["NODE_KUBECONFIG"], "--namespace", namespace)
     return subprocess.run([HELM, "status", RELEASE, *kube], capture_output=True).returncode == 0
 
 
-def uninstall_leftover() -> None:
-    """A release of an interrupted run goes first (its namespace too)."""
-    if installed():
-        helm("uninstall", RELEASE, "--wait", "--timeout", "5m")
-    kubectl("delete", "namespace", ns(), "--ignore-not-found", "--timeout=300s")
+def uninstall_leftovers(but: str | None) -> None:
+    """The node holds one release at a time (2 cores): a release still installed in a
+    cluster-test namespace (an interrupted run's, a failed test's) goes first, namespace too,
+    but the one in namespace ``but``."""
+    for name in kubectl("get", "namespaces", "-o", "name").split():
+        namespace = name.removeprefix("namespace/")
+        if namespace.startswith("cluster-test-") and namespace != but:
+            if installed(namespace):
+                helm("uninstall", RELEASE, "--wait", "--timeout", "5m", namespace=namespace)
+            kubectl("delete", "namespace", namespace, "--ignore-not-found", "--timeout=300s")
 
 
 def uninstall(release: Release) -> None:
-    if not release.uninstalled:
-        helm("uninstall", RELEASE, "--wait", "--timeout", "5m")
-        release.uninstalled = True
+    if not release.uninstalled and installed(release.namespace):
+        helm("uninstall", RELEASE, "--wait", "--timeout", "5m", namespace=release.namespace)
+    release.uninstalled = True
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -585,7 +592,7 @@ def assert_uninstall_leaves_nothing(release: Release) -> None:
     uninstall(release)
 
     def left() -> set[str]:
-        return set(kubectl("-n", ns(), "get", KINDS, "-o", "name").split()) - OWN
+        return set(kubectl("-n", release.namespace, "get", KINDS, "-o", "name").split()) - OWN
 
     wait_until(f"the namespace emptied (left: {left()})", lambda: not left(), 180, 2)
 
