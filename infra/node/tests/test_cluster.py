@@ -367,6 +367,13 @@ class Sampler(threading.Thread):
         self.join()
         return self.samples
 
+    def __enter__(self) -> Sampler:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
 
 def start_loadgen() -> None:
     kubectl("-n", ns(), "scale", f"deploy/{RELEASE}-loadgen", "--replicas=1")
@@ -412,27 +419,27 @@ def rush(kind_release: Release) -> Rush:
     """The load generator's round; a Pod of each DELETED consumer deleted (`kubectl delete
     pod`, the chart's grace period) once payments flow; every group drained."""
     engine = kind_release.engine()
-    memory = Sampler(node_memory_mib, 2)
-    memory.start()
-    start_loadgen()
 
     def payments() -> bool:
         with engine.connect() as conn:
             return int(conn.execute(text("select count(*) from payments")).scalar() or 0) >= 20
 
-    wait_until("payments of the rush", payments, 600, 2)
-    engine.dispose()
     result = Rush(tally="")
-    for service in DELETED:
-        (pod,) = kget("pods", "-l", f"app.kubernetes.io/name={service}")["items"]
-        kubectl("-n", ns(), "delete", "pod", pod["metadata"]["name"], timeout=120)
-        result.deleted[service] = pod["metadata"]["name"]
-    for service in DELETED:
-        kubectl("-n", ns(), "rollout", "status", f"deploy/{RELEASE}-{service}", "--timeout=300s")
-    result.tally = wait_until("the load generator's round", round_done, 900, 3)
-    stop_loadgen()
-    drained(kind_release, CONSUMERS)
-    samples = [m for _, m in memory.stop()]
+    with Sampler(node_memory_mib, 2) as memory:
+        start_loadgen()
+        wait_until("payments of the rush", payments, 600, 2)
+        engine.dispose()
+        for service in DELETED:
+            (pod,) = kget("pods", "-l", f"app.kubernetes.io/name={service}")["items"]
+            kubectl("-n", ns(), "delete", "pod", pod["metadata"]["name"], timeout=120)
+            result.deleted[service] = pod["metadata"]["name"]
+        for service in DELETED:
+            deployment = f"deploy/{RELEASE}-{service}"
+            kubectl("-n", ns(), "rollout", "status", deployment, "--timeout=300s")
+        result.tally = wait_until("the load generator's round", round_done, 900, 3)
+        stop_loadgen()
+        drained(kind_release, CONSUMERS)
+    samples = [m for _, m in memory.samples]
     REPORT["kind: load generator's round"] = result.tally
     REPORT["kind: node memory under the rush (peak), MiB"] = {
         k: max(m[k] for m in samples) for k in samples[0]
@@ -684,10 +691,6 @@ def test_the_operator_scales_a_consumer_out_on_lag_and_back_after_its_window(
         assert pod["spec"]["serviceAccountName"] == account
         assert pod["status"]["phase"] == "Running"
     assert scaling_sample()["replicas"] == 1
-    sampler = Sampler(scaling_sample, 1)
-    sampler.start()
-    start_loadgen()
-    wait_until("scaled out", lambda: scaling_sample()["replicas"] > 1, 600, 2)
 
     def shared() -> dict[str, Any] | None:
         ready = scaling_sample()["ready"]
@@ -696,20 +699,28 @@ def test_the_operator_scales_a_consumer_out_on_lag_and_back_after_its_window(
         # Every member reads the busy topic: the group's redrive topic has one partition,
         # so a balanced assignment cannot leave a Pod with redrive partitions only.
         busy = [any(p.startswith("payment.success/") for p in m) for m in members]
-        if ready > 1 and len(members) == ready and all(busy):
-            return state
-        return None
+        # Each partition (of its topic and of the group's redrive topic) to one member only,
+        # and all of the topic's: a cooperative rebalance passes through an assignment
+        # without the partitions it moves.
+        assigned = [p for m in members for p in m]
+        whole = len([p for p in assigned if p.startswith("payment.success/")])
+        once = len(assigned) == len(set(assigned))
+        joined = ready > 1 and len(members) == ready and all(busy)
+        return state if joined and once and whole == state["partitions"] else None
 
-    state = wait_until("the new Pods joined the group", shared, 300, 3)
-    # Each partition (of its topic and of the group's redrive topic) to one member only.
-    assigned = [p for m in state["members"] for p in m]
-    assert len(assigned) == len(set(assigned)), state
-    assert len([p for p in assigned if p.startswith("payment.success/")]) == state["partitions"]
-    wait_until("the round", round_done, 900, 3)
-    stop_loadgen()
-    wait_until("lag drained", lambda: group_state(operator_release, SCALED)["lag"] == 0, 600, 3)
-    wait_until("scaled back in", lambda: scaling_sample()["replicas"] == 1, 300, 2)
-    samples = sampler.stop()
+    def lag() -> int:
+        return int(group_state(operator_release, SCALED)["lag"])
+
+    with Sampler(scaling_sample, 1) as sampler:
+        start_loadgen()
+        wait_until("scaled out", lambda: scaling_sample()["replicas"] > 1, 600, 2)
+        state = wait_until("the new Pods joined and shared the partitions", shared, 300, 3)
+        wait_until("the round", round_done, 900, 3)
+        stop_loadgen()
+        wait_until("lag drained", lambda: lag() == 0, 600, 3)
+        wait_until("scaled back in", lambda: scaling_sample()["replicas"] == 1, 300, 2)
+    samples = sampler.samples
+
     replicas = [s["replicas"] for _, s in samples]
     assert max(replicas) <= MAX_REPLICAS
     # Down to one replica no sooner than the window after the lag last asked for more. The
