@@ -79,3 +79,21 @@ def test_an_undecodable_answer_to_the_probe_does_not_leave_the_breaker_stuck_ope
         assert probe(client, scripted, event) is None
         assert not client.breaker.is_open
     assert scripted.answered == [503, 200, 201]
+
+
+def test_once_the_breaker_opens_the_events_waiting_for_a_slot_do_not_call_the_platform(
+    scripted,
+):
+    settings = Settings(
+        dataplatform_url=scripted.url,
+        dataplatform_concurrency=4,
+        dataplatform_breaker_threshold=5,
+        dataplatform_breaker_reset_s=60,
+        dataplatform_backoff_initial_s=0.01,
+    )
+    scripted.answer_status(503)
+    with DataPlatformClient(settings) as client:
+        outcomes = client.send_all(deliveries(200))
+    assert all(isinstance(o, PlatformUnavailable) for o in outcomes), outcomes
+    # The failures that open it, and at most the requests in flight beside the last of them.
+    assert 5 <= len(scripted.answered) <= 5 + 4 - 1, len(scripted.answered)

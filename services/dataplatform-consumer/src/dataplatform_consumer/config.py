@@ -11,7 +11,7 @@ from ticketing_events.service import ServiceSettings
 class Settings(ServiceSettings):
     # Where each payment is POSTed.
     dataplatform_url: str = "http://127.0.0.1:8090/payments"
-    # Per request: connect, write, read and pool wait each.
+    # Per request: to connect, and between reads of the answer.
     dataplatform_timeout_s: float = Field(default=5.0, gt=0)
     # Requests in flight at most (one consumer process).
     dataplatform_concurrency: int = Field(default=32, ge=1)
