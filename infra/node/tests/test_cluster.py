@@ -362,17 +362,20 @@ class Sampler(threading.Thread):
             self.samples.append((time.monotonic() - self.start_time, self.sample()))
             self.stopped.wait(self.every)
 
-    def stop(self) -> list[tuple[float, Any]]:
+    def stop(self, last: bool = True) -> list[tuple[float, Any]]:
+        """Stops sampling; with ``last``, one more sample: the state the caller waited for."""
         self.stopped.set()
         self.join()
+        if last:
+            self.samples.append((time.monotonic() - self.start_time, self.sample()))
         return self.samples
 
     def __enter__(self) -> Sampler:
         self.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def __exit__(self, error: type[BaseException] | None, *exc: object) -> None:
+        self.stop(last=error is None)
 
 
 def start_loadgen() -> None:
