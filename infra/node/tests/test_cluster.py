@@ -348,7 +348,7 @@ def group_state(release: Release, service: str) -> dict[str, Any]:
 
 
 class Sampler(threading.Thread):
-    """Calls `sample` every `every` seconds until stopped; keeps (seconds, result) pairs."""
+    """In a `with` block, calls `sample` every `every` seconds; keeps (seconds, result) pairs."""
 
     def __init__(self, sample: Callable[[], Any], every: float) -> None:
         super().__init__(daemon=True)
@@ -362,20 +362,16 @@ class Sampler(threading.Thread):
             self.samples.append((time.monotonic() - self.start_time, self.sample()))
             self.stopped.wait(self.every)
 
-    def stop(self, last: bool = True) -> list[tuple[float, Any]]:
-        """Stops sampling; with ``last``, one more sample: the state the caller waited for."""
-        self.stopped.set()
-        self.join()
-        if last:
-            self.samples.append((time.monotonic() - self.start_time, self.sample()))
-        return self.samples
-
     def __enter__(self) -> Sampler:
         self.start()
         return self
 
     def __exit__(self, error: type[BaseException] | None, *exc: object) -> None:
-        self.stop(last=error is None)
+        """Stops sampling; unless the block failed, one more sample: the state it waited for."""
+        self.stopped.set()
+        self.join()
+        if error is None:
+            self.samples.append((time.monotonic() - self.start_time, self.sample()))
 
 
 def start_loadgen() -> None:
